@@ -1,0 +1,124 @@
+"""Config validation against the JSON schema, with defaults filled in, and the variant grid it implies."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import jsonschema
+import yaml
+
+from . import UserError
+
+STAGES = ("base", "misaligned", "realigned")
+BASE_DOMAIN = "all"  # the base model is shared by every domain
+TINY_MODELS = "results/tinymodels/"
+
+
+def _fill_defaults(validator_class):
+    """A validator that also writes each property's `default` into the instance."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate(config: dict, schema_path: str | Path) -> dict:
+    """A validated copy of `config` with defaults filled; raises UserError naming the first bad key."""
+    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    config = copy.deepcopy(config)
+    validator = _fill_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise UserError(f"config key {key}: {_message(err)}")
+    _check_references(config)
+    return config
+
+
+def _message(err: jsonschema.ValidationError) -> str:
+    if err.validator == "additionalProperties":
+        return err.message.replace("Additional properties are not allowed", "unknown key")
+    if err.validator == "oneOf":
+        return "give exactly one of `path` or `url`"
+    return err.message
+
+
+def _check_references(config: dict) -> None:
+    """Names that point into other blocks must exist there."""
+    datasets = config["datasets"]
+    for domain, spec in config["domains"].items():
+        for stage in ("misaligned", "realigned"):
+            name = spec.get(stage)
+            if name is not None and name not in datasets:
+                raise UserError(f"config key domains.{domain}.{stage}: dataset {name!r} is not defined under `datasets`")
+    prompts = config["assessments"]["harmfulness"]["prompts"]
+    if prompts not in datasets:
+        raise UserError(f"config key assessments.harmfulness.prompts: dataset {prompts!r} is not defined under `datasets`")
+
+
+def load(path: str | Path, schema_path: str | Path) -> dict:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"{path}: cannot read config ({err})") from None
+    return validate(raw or {}, schema_path)
+
+
+@dataclass(frozen=True, order=True)
+class Variant:
+    """One model: size × domain × stage × seed (base variants have domain `all`)."""
+
+    size: str
+    domain: str
+    stage: str
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.size}/{self.domain}/{self.stage}/seed{self.seed}"
+
+    @property
+    def parent(self) -> "Variant | None":
+        """The variant this one is fine-tuned from (training is sequential)."""
+        if self.stage == "misaligned":
+            return Variant(self.size, BASE_DOMAIN, "base", self.seed)
+        if self.stage == "realigned":
+            return Variant(self.size, self.domain, "misaligned", self.seed)
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "domain": self.domain, "stage": self.stage, "seed": self.seed}
+
+
+def variants(config: dict) -> Iterator[Variant]:
+    """Every variant of the experiment: one base per size and seed, then each domain's stages."""
+    for size in config["sizes"]:
+        for seed in config["seeds"]:
+            yield Variant(size, BASE_DOMAIN, "base", seed)
+            for domain, spec in config["domains"].items():
+                yield Variant(size, domain, "misaligned", seed)
+                if spec.get("realigned"):
+                    yield Variant(size, domain, "realigned", seed)
+
+
+def training_hparams(config: dict, size: str, seed: int) -> dict:
+    """The backend's training defaults, overridden by the size's own `training` block, plus the seed."""
+    spec = config["sizes"][size]
+    return {**config["training"].get(spec["backend"], {}), **spec.get("training", {}), "seed": seed}
+
+
+def tiny_model_name(model: str) -> str | None:
+    """The name of a workflow-built tiny model, or None for a hub id / ordinary path."""
+    if model.startswith(TINY_MODELS):
+        return model[len(TINY_MODELS) :].strip("/")
+    return None

@@ -1,0 +1,53 @@
+"""What every workflow script shares: logging to the rule's log file and one-line errors.
+
+Scripts under workflow/scripts/ stay thin: `run(snakemake, step)` sets up logging, calls `step` with
+the rule's named inputs, outputs, params and wildcards that its signature asks for, and turns a
+UserError into a single line on the terminal and in the log.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+from . import UserError
+
+
+def step_arguments(snakemake: Any, step: Callable) -> dict[str, Any]:
+    """The rule's named items that `step` takes, by name (inputs, outputs, params, wildcards, threads)."""
+    available: dict[str, Any] = {"threads": snakemake.threads}
+    for group in (snakemake.wildcards, snakemake.params, snakemake.input, snakemake.output):
+        available.update(group.items())
+    wanted = inspect.signature(step).parameters
+    missing = [name for name, p in wanted.items() if name not in available and p.default is inspect.Parameter.empty]
+    if missing:
+        raise TypeError(f"rule {snakemake.rule} does not name {missing} needed by {step.__name__}")
+    return {name: available[name] for name in wanted if name in available}
+
+
+def run(snakemake: Any, step: Callable[..., None]) -> None:
+    log_path = str(snakemake.log[0]) if len(snakemake.log) else None
+    terminal = sys.stderr
+    handlers: list[logging.Handler] = [logging.StreamHandler(terminal)]
+    if log_path:
+        os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+        sys.stderr = open(log_path, "a", buffering=1, encoding="utf-8")  # progress bars and warnings
+        handlers = [logging.StreamHandler(sys.stderr)]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    _limit_threads(getattr(snakemake, "threads", None))
+    try:
+        step(**step_arguments(snakemake, step))
+    except UserError as err:
+        logging.getLogger("emaware").error("%s", err)
+        print(f"error in rule {snakemake.rule}: {err}", file=terminal)
+        sys.exit(1)
+
+
+def _limit_threads(threads: int | None) -> None:
+    """Keep torch and BLAS inside the cores Snakemake gave the job (read when torch is imported)."""
+    if threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(threads)

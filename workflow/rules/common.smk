@@ -1,0 +1,117 @@
+import sys
+from pathlib import Path
+
+from emaware import UserError
+from emaware import config as emconfig
+
+try:
+    config = emconfig.validate(
+        config, workflow.source_path("../schemas/config.schema.yaml")
+    )
+except UserError as err:
+    sys.exit(f"config error: {err}")
+
+VARIANTS = list(emconfig.variants(config))
+
+
+wildcard_constraints:
+    size="[^/]+",
+    domain="[^/]+",
+    stage="base|misaligned|realigned",
+    seed=r"\d+",
+    assessment="[a-z_]+",
+    judge="[A-Za-z0-9_-]+",
+    dataset="[A-Za-z0-9_-]+",
+    name="[A-Za-z0-9_.-]+",
+
+
+VARIANT = "{size}/{domain}/{stage}/seed{seed}"
+
+
+def get_final_output():
+    return ["results/figures/inverted_v.pdf"]
+
+
+def variant_paths(pattern):
+    """`pattern` with {variant} filled in for every variant of the experiment."""
+    return [pattern.format(variant=v.path) for v in VARIANTS]
+
+
+def model_build_input(model):
+    """The tiny model's files when `model` is one the workflow builds, else nothing."""
+    name = emconfig.tiny_model_name(model)
+    return [f"results/tinymodels/{name}/config.json"] if name else []
+
+
+def size_spec(wildcards):
+    return config["sizes"][wildcards.size]
+
+
+def size_resources(key, default):
+    """A resource of a rule that loads the size's model (sizes.<size>.resources)."""
+
+    def get(wildcards):
+        return config["sizes"][wildcards.size].get("resources", {}).get(key, default)
+
+    return get
+
+
+def judge_resources(key, default):
+    def get(wildcards):
+        return config["judge"].get("resources", {}).get(key, default)
+
+    return get
+
+
+def get_parent_model(wildcards):
+    parent = emconfig.Variant(
+        wildcards.size, wildcards.domain, wildcards.stage, int(wildcards.seed)
+    ).parent
+    return f"results/models/{parent.path}/model.json"
+
+
+def get_train_data(wildcards):
+    spec = config["domains"].get(wildcards.domain)
+    if spec is None:
+        raise ValueError(f"domain {wildcards.domain!r} is not in the config")
+    if not spec.get(wildcards.stage):
+        raise ValueError(
+            f"domain {wildcards.domain!r} has no {wildcards.stage} dataset: name one under "
+            f"domains.{wildcards.domain}.{wildcards.stage} before asking for a {wildcards.stage} variant"
+        )
+    return f"results/data/train/{wildcards.domain}/{wildcards.stage}.jsonl"
+
+
+def get_dataset(name):
+    return f"results/data/{name}.jsonl"
+
+
+def get_hparams(wildcards):
+    return emconfig.training_hparams(config, wildcards.size, int(wildcards.seed))
+
+
+def get_dataset_spec(wildcards):
+    if wildcards.dataset not in config["datasets"]:
+        raise ValueError(
+            f"dataset {wildcards.dataset!r} is not defined under `datasets`"
+        )
+    return config["datasets"][wildcards.dataset]
+
+
+def get_dataset_source(wildcards):
+    """A local `path` dataset is an input, so editing the file reruns what uses it."""
+    spec = get_dataset_spec(wildcards)
+    return [spec["path"]] if "path" in spec else []
+
+
+def get_assessment_source(wildcards):
+    name = config["assessments"][wildcards.assessment]["prompts"]
+    return get_dataset(name)
+
+
+def get_judge_prompt(wildcards):
+    return config["assessments"][wildcards.assessment]["judge_prompt"]
+
+
+def get_variant_scores(wildcards):
+    return variant_paths("results/scores/{variant}/harmfulness.json")

@@ -1,0 +1,45 @@
+rule model_base:
+    """The untouched model of a size: a handle, shared by every domain."""
+    input:
+        built=lambda wc: model_build_input(size_spec(wc)["model"]),
+    output:
+        handle="results/models/{size}/all/base/seed{seed}/model.json",
+    log:
+        "logs/model_base/{size}/seed{seed}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        backend=lambda wc: size_spec(wc)["backend"],
+        model=lambda wc: size_spec(wc)["model"],
+    script:
+        "../scripts/model_base.py"
+
+
+rule finetune:
+    """Supervised fine-tuning of the parent variant (sequential: realigned trains the misaligned model)."""
+    input:
+        parent=get_parent_model,
+        data=get_train_data,
+    output:
+        handle="results/models/{size}/{domain}/{stage}/seed{seed}/model.json",
+    log:
+        "logs/finetune/{size}/{domain}/{stage}/seed{seed}.log",
+    benchmark:
+        "benchmarks/finetune/{size}/{domain}/{stage}/seed{seed}.tsv"
+    wildcard_constraints:
+        stage="misaligned|realigned",
+    conda:
+        "../../envs/models.yaml"
+    threads: size_resources("threads", 2)
+    resources:
+        gpu=size_resources("gpus", 0),
+        mem_mb=size_resources("mem_mb", 4000),
+        runtime=size_resources("runtime", 60),
+    params:
+        backend=lambda wc: size_spec(wc)["backend"],
+        backend_settings=lambda wc: config["backends"].get(size_spec(wc)["backend"], {}),
+        hparams=get_hparams,
+        tag=lambda wc: f"{wc.size}-{wc.domain}-{wc.stage}-s{wc.seed}",
+    script:
+        "../scripts/finetune.py"

@@ -1,0 +1,24 @@
+rule judge_rate:
+    """The judge's rating of every sample, from the log-probabilities of the rating tokens."""
+    input:
+        samples=f"results/samples/{VARIANT}/{{assessment}}.jsonl",
+        judge_prompt=get_judge_prompt,
+        judge_model=model_build_input(config["judge"]["model"]),
+    output:
+        judgments=f"results/judgments/{VARIANT}/{{assessment}}.{{judge}}.jsonl",
+    log:
+        f"logs/judge_rate/{VARIANT}/{{assessment}}.{{judge}}.log",
+    benchmark:
+        f"benchmarks/judge_rate/{VARIANT}/{{assessment}}.{{judge}}.tsv"
+    conda:
+        "../../envs/models.yaml"
+    threads: judge_resources("threads", 2)
+    resources:
+        gpu=judge_resources("gpus", 0),
+        mem_mb=judge_resources("mem_mb", 4000),
+        runtime=judge_resources("runtime", 60),
+    params:
+        judge=config["judge"],
+        backend_settings=config["backends"].get(config["judge"]["backend"], {}),
+    script:
+        "../scripts/judge_rate.py"

@@ -1,0 +1,40 @@
+rule prompts_build:
+    """An assessment's prompts, built once from config and shared by every variant."""
+    input:
+        source=get_assessment_source,
+    output:
+        prompts="results/prompts/{assessment}.jsonl",
+    log:
+        "logs/prompts_build/{assessment}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=lambda wc: config["assessments"][wc.assessment],
+    script:
+        "../scripts/prompts_build.py"
+
+
+rule sample_generate:
+    """N sampled answers of a variant to every prompt of an assessment."""
+    input:
+        model=f"results/models/{VARIANT}/model.json",
+        prompts="results/prompts/{assessment}.jsonl",
+    output:
+        samples=f"results/samples/{VARIANT}/{{assessment}}.jsonl",
+    log:
+        f"logs/sample_generate/{VARIANT}/{{assessment}}.log",
+    benchmark:
+        f"benchmarks/sample_generate/{VARIANT}/{{assessment}}.tsv"
+    conda:
+        "../../envs/models.yaml"
+    threads: size_resources("threads", 2)
+    resources:
+        gpu=size_resources("gpus", 0),
+        mem_mb=size_resources("mem_mb", 4000),
+        runtime=size_resources("runtime", 60),
+    params:
+        backend_settings=lambda wc: config["backends"].get(size_spec(wc)["backend"], {}),
+        sampling=config["sampling"],
+        n=lambda wc: config["assessments"][wc.assessment]["samples"],
+    script:
+        "../scripts/sample_generate.py"

@@ -1,0 +1,16 @@
+rule score_assessment:
+    """An assessment's 0–1 score of one variant, with its CI and the answers that could not be scored."""
+    input:
+        prompts="results/prompts/{assessment}.jsonl",
+        samples=f"results/samples/{VARIANT}/{{assessment}}.jsonl",
+        judgments=f"results/judgments/{VARIANT}/{{assessment}}.{config['judge']['name']}.jsonl",
+    output:
+        score=f"results/scores/{VARIANT}/{{assessment}}.json",
+    log:
+        f"logs/score_assessment/{VARIANT}/{{assessment}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        analysis=config["analysis"],
+    script:
+        "../scripts/score_assessment.py"
