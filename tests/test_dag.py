@@ -1,0 +1,81 @@
+"""The paper config's DAG, inspected by dry-runs: no key, GPU or network needed."""
+
+from __future__ import annotations
+
+import yaml
+
+from workflow_helpers import ROOT, dry_run, snakemake
+
+TARGET = "results/figures/inverted_v.pdf"
+
+
+def write_config(tmp_path, edit):
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    edit(config)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_paper_config_has_fifteen_variants_and_twelve_finetunes():
+    counts = dry_run(TARGET)
+    assert counts["finetune"] == 12  # 3 sizes x 2 domains x 2 stages
+    assert counts["model_base"] == 3  # one base per size, shared by both domains
+    for rule in ("sample_generate", "judge_rate", "score_assessment"):
+        assert counts[rule] == 15
+    assert counts["analysis_table"] == counts["analysis_inverted_v"] == 1
+
+
+def test_adding_a_seed_adds_exactly_its_variants(tmp_path):
+    before = dry_run(TARGET)
+    after = dry_run(TARGET, "--configfile", write_config(tmp_path, lambda c: c.update(seeds=[0, 1])))
+    assert after["finetune"] == 2 * before["finetune"]
+    assert after["model_base"] == 2 * before["model_base"]
+    assert after["sample_generate"] == 2 * before["sample_generate"]
+    assert after["data_fetch"] == before["data_fetch"]  # data does not depend on the seed
+
+
+def test_adding_a_domain_adds_its_two_stages_per_size(tmp_path):
+    def add_domain(config):
+        config["domains"]["trivia2"] = {"misaligned": "trivia_incorrect", "realigned": "trivia_correct"}
+
+    before = dry_run(TARGET)
+    after = dry_run(TARGET, "--configfile", write_config(tmp_path, add_domain))
+    assert after["finetune"] - before["finetune"] == 3 * 2
+    assert after["sample_generate"] - before["sample_generate"] == 3 * 2
+    assert after["model_base"] == before["model_base"]
+
+
+def test_realigned_variant_trains_on_the_misaligned_checkpoint():
+    result = snakemake("-n", "--forceall", "results/models/7b/code/realigned/seed0/model.json")
+    text = result.stdout
+    realigned = text.split("output: results/models/7b/code/realigned/seed0/model.json")[0].rsplit("rule finetune:", 1)[1]
+    assert "results/models/7b/code/misaligned/seed0/model.json" in realigned
+    assert "results/data/train/code/realigned.jsonl" in realigned
+
+
+def test_domain_without_benign_counterpart_has_no_realigned_variant(tmp_path):
+    def drop_benign(config):
+        config["domains"]["code"]["realigned"] = None
+
+    path = write_config(tmp_path, drop_benign)
+    assert dry_run(TARGET, "--configfile", path)["finetune"] == 9
+    target = "results/models/7b/code/realigned/seed0/model.json"
+    refused = snakemake("-n", target, "--configfile", path, check=False)
+    assert refused.returncode != 0
+    assert "has no realigned dataset" in refused.stdout + refused.stderr
+
+
+def test_bad_config_is_one_clear_line(tmp_path):
+    def bad(config):
+        config["training"]["local"]["lora_r"] = "thirty-two"
+
+    result = snakemake("-n", "--configfile", write_config(tmp_path, bad), check=False)
+    assert result.returncode != 0
+    assert "config error: config key training.local.lora_r: 'thirty-two' is not of type 'integer'" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_slurm_profile_dry_run_submits_through_the_plugin():
+    result = snakemake("--profile", "slurm", "-n", TARGET)
+    assert "Job stats:" in result.stdout + result.stderr
