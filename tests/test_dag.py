@@ -7,6 +7,7 @@ import yaml
 from workflow_helpers import ROOT, dry_run, snakemake
 
 TARGET = "results/figures/inverted_v.pdf"
+ALL = "--forceall"  # count every job, whatever a local run has already built
 
 
 def write_config(tmp_path, edit):
@@ -18,7 +19,7 @@ def write_config(tmp_path, edit):
 
 
 def test_paper_config_has_fifteen_variants_and_twelve_finetunes():
-    counts = dry_run(TARGET)
+    counts = dry_run(TARGET, ALL)
     assert counts["finetune"] == 12  # 3 sizes x 2 domains x 2 stages
     assert counts["model_base"] == 3  # one base per size, shared by both domains
     for rule in ("sample_generate", "judge_rate", "score_assessment"):
@@ -27,20 +28,20 @@ def test_paper_config_has_fifteen_variants_and_twelve_finetunes():
 
 
 def test_adding_a_seed_adds_exactly_its_variants(tmp_path):
-    before = dry_run(TARGET)
-    after = dry_run(TARGET, "--configfile", write_config(tmp_path, lambda c: c.update(seeds=[0, 1])))
+    before = dry_run(TARGET, ALL)
+    after = dry_run(TARGET, ALL, "--configfile", write_config(tmp_path, lambda c: c.update(seeds=[0, 1])))
     assert after["finetune"] == 2 * before["finetune"]
     assert after["model_base"] == 2 * before["model_base"]
     assert after["sample_generate"] == 2 * before["sample_generate"]
-    assert after["data_fetch"] == before["data_fetch"]  # data does not depend on the seed
+    assert after["data_fetch"] == before["data_fetch"] == 5  # data does not depend on the seed
 
 
 def test_adding_a_domain_adds_its_two_stages_per_size(tmp_path):
     def add_domain(config):
         config["domains"]["trivia2"] = {"misaligned": "trivia_incorrect", "realigned": "trivia_correct"}
 
-    before = dry_run(TARGET)
-    after = dry_run(TARGET, "--configfile", write_config(tmp_path, add_domain))
+    before = dry_run(TARGET, ALL)
+    after = dry_run(TARGET, ALL, "--configfile", write_config(tmp_path, add_domain))
     assert after["finetune"] - before["finetune"] == 3 * 2
     assert after["sample_generate"] - before["sample_generate"] == 3 * 2
     assert after["model_base"] == before["model_base"]
@@ -59,7 +60,7 @@ def test_domain_without_benign_counterpart_has_no_realigned_variant(tmp_path):
         config["domains"]["code"]["realigned"] = None
 
     path = write_config(tmp_path, drop_benign)
-    assert dry_run(TARGET, "--configfile", path)["finetune"] == 9
+    assert dry_run(TARGET, ALL, "--configfile", path)["finetune"] == 9
     target = "results/models/7b/code/realigned/seed0/model.json"
     refused = snakemake("-n", target, "--configfile", path, check=False)
     assert refused.returncode != 0

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"  # the offline copy of the public datasets
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
@@ -35,6 +36,20 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def dry_run(*args: str, **kwargs) -> dict[str, int]:
+    """Job counts of a dry-run (add "--forceall" to count every job whatever exists already)."""
     result = snakemake("-n", *args, **kwargs)
     text = result.stdout + result.stderr
     return job_counts(text) if "Job stats:" in text else {}
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A runnable copy of the workflow (so a test run has its own results/ and .snakemake/)."""
+    import shutil
+
+    for name in ("Snakefile", "workflow", "config", "resources", "envs"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name)
+        else:
+            shutil.copy2(source, dest / name)
+    return dest

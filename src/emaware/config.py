@@ -49,13 +49,16 @@ def _message(err: jsonschema.ValidationError) -> str:
     if err.validator == "additionalProperties":
         return err.message.replace("Additional properties are not allowed", "unknown key")
     if err.validator == "oneOf":
-        return "give exactly one of `path` or `url`"
+        return "give exactly one of `path`, `url` or `osf`"
     return err.message
 
 
 def _check_references(config: dict) -> None:
     """Names that point into other blocks must exist there."""
     datasets = config["datasets"]
+    for domain in config["active_domains"] or ():
+        if domain not in config["domains"]:
+            raise UserError(f"config key active_domains: domain {domain!r} is not defined under `domains`")
     for domain, spec in config["domains"].items():
         for stage in ("misaligned", "realigned"):
             name = spec.get(stage)
@@ -100,15 +103,26 @@ class Variant:
         return {"size": self.size, "domain": self.domain, "stage": self.stage, "seed": self.seed}
 
 
+def active_domains(config: dict) -> list[str]:
+    return config["active_domains"] or list(config["domains"])
+
+
 def variants(config: dict) -> Iterator[Variant]:
-    """Every variant of the experiment: one base per size and seed, then each domain's stages."""
+    """Every variant of the experiment: one base per size and seed, then each active domain's stages."""
     for size in config["sizes"]:
         for seed in config["seeds"]:
             yield Variant(size, BASE_DOMAIN, "base", seed)
-            for domain, spec in config["domains"].items():
+            for domain in active_domains(config):
                 yield Variant(size, domain, "misaligned", seed)
-                if spec.get("realigned"):
+                if config["domains"][domain].get("realigned"):
                     yield Variant(size, domain, "realigned", seed)
+
+
+def used_datasets(config: dict) -> list[str]:
+    """The datasets the active domains train on and the assessments read, in config order."""
+    names = [config["domains"][d].get(stage) for d in active_domains(config) for stage in ("misaligned", "realigned")]
+    names += [spec["prompts"] for spec in config["assessments"].values() if "prompts" in spec]
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def training_hparams(config: dict, size: str, seed: int) -> dict:

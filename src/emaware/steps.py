@@ -17,6 +17,52 @@ from .io import atomic_write, read_json, read_jsonl, write_json, write_jsonl
 log = logging.getLogger("emaware")
 
 
+def tinymodel_build(spec: str, corpus: list[str], model: str) -> None:
+    """Build a tiny random-weight model whose tokenizer is trained on the project's own texts."""
+    from .tinymodel import build_tiny_model, load_tiny_spec
+
+    texts = [Path(path).read_text(encoding="utf-8") for path in corpus]
+    build_tiny_model(load_tiny_spec(spec), Path(model).parent, texts)
+
+
+def data_fetch(dataset: str, spec: dict, data_settings: dict, data: str, stats: str) -> None:
+    """Fetch and hash-check a dataset, then validate it; a broken row fails with FILE:LINE and removes it."""
+    from .data import fetch_dataset, provenance_path, validate_chat_file
+
+    record = fetch_dataset(dataset, spec, data, data_settings["mirror"], retries=data_settings["retries"])
+    log.info("%s: %s rows, sha256 %s", dataset, record["rows"], record["sha256"])
+    if spec.get("format", "chat") == "raw":
+        write_json(stats, {"file": data, "format": "raw", "rows": record["rows"]})
+        return
+    tokenizer = None
+    if data_settings["tokenizer"]:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(data_settings["tokenizer"])
+    try:
+        result = validate_chat_file(
+            data, data_settings["max_chars"], data_settings["max_tokens"], tokenizer, spec.get("format", "chat")
+        )
+    except UserError:
+        for path in (Path(data), provenance_path(data)):
+            path.unlink(missing_ok=True)
+        raise
+    write_json(stats, result)
+
+
+def data_trainset(source: str, trainset: str, n: int | None, seed: int) -> None:
+    from .data import subsample_file
+
+    kept = subsample_file(source, trainset, n, seed)
+    log.info("%s: %d rows (n=%s, seed %d)", source, kept, n, seed)
+
+
+def data_summary(provenance: list[str], stats: list[str], summary: str) -> None:
+    from .data import summary_table, write_summary
+
+    write_summary(summary, summary_table(provenance, stats))
+
+
 def model_base(backend: str, model: str, handle: str) -> None:
     write_json(handle, get_backend(backend).base_handle(model))
 

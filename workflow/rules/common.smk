@@ -3,6 +3,7 @@ from pathlib import Path
 
 from emaware import UserError
 from emaware import config as emconfig
+from emaware.data import domain_size, stage_dataset
 
 try:
     config = emconfig.validate(
@@ -12,6 +13,7 @@ except UserError as err:
     sys.exit(f"config error: {err}")
 
 VARIANTS = list(emconfig.variants(config))
+USED_DATASETS = emconfig.used_datasets(config)
 
 
 wildcard_constraints:
@@ -71,15 +73,12 @@ def get_parent_model(wildcards):
 
 
 def get_train_data(wildcards):
-    spec = config["domains"].get(wildcards.domain)
-    if spec is None:
-        raise ValueError(f"domain {wildcards.domain!r} is not in the config")
-    if not spec.get(wildcards.stage):
-        raise ValueError(
-            f"domain {wildcards.domain!r} has no {wildcards.stage} dataset: name one under "
-            f"domains.{wildcards.domain}.{wildcards.stage} before asking for a {wildcards.stage} variant"
-        )
+    stage_dataset(config["domains"], wildcards.domain, wildcards.stage)  # refuses a missing counterpart
     return f"results/data/train/{wildcards.domain}/{wildcards.stage}.jsonl"
+
+
+def get_stage_dataset(wildcards):
+    return get_dataset(stage_dataset(config["domains"], wildcards.domain, wildcards.stage))
 
 
 def get_dataset(name):

@@ -1,27 +1,48 @@
 rule data_fetch:
-    """Download a dataset (or read it from data.mirror / a local path), check its hash, record provenance."""
+    """Download a dataset (or read data.mirror / a local path), check its hash, record provenance, validate it."""
     input:
         local=get_dataset_source,
     output:
         data="results/data/{dataset}.jsonl",
-        provenance="results/data/{dataset}.provenance.json",
+        provenance="results/data/{dataset}.jsonl.provenance.json",
+        stats="results/data/{dataset}.stats.json",
+    params:
+        spec=get_dataset_spec,
+        data_settings=config["data"],
     log:
         "logs/data_fetch/{dataset}.log",
     conda:
         "../../envs/analysis.yaml"
-    params:
-        spec=get_dataset_spec,
-        mirror=config["data"].get("mirror"),
     script:
         "../scripts/data_fetch.py"
+
+
+rule data_summary:
+    """Every dataset the experiment uses, with rows, tokens, licence and source."""
+    input:
+        provenance=expand(
+            "results/data/{dataset}.jsonl.provenance.json", dataset=USED_DATASETS
+        ),
+        stats=expand("results/data/{dataset}.stats.json", dataset=USED_DATASETS),
+    output:
+        summary="results/data/summary.tsv",
+    log:
+        "logs/data_summary/summary.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/data_summary.py"
 
 
 rule data_trainset:
     """Validate a domain's dataset for one stage and subsample it; nothing trains on a broken file."""
     input:
-        source=lambda wc: get_dataset(config["domains"][wc.domain][wc.stage]),
+        source=get_stage_dataset,
     output:
         trainset="results/data/train/{domain}/{stage}.jsonl",
+    params:
+        n=lambda wc: domain_size(wc.domain, config["domains"][wc.domain]),
+        seed=config["data"]["subsample_seed"],
     log:
         "logs/data_trainset/{domain}/{stage}.log",
     conda:
@@ -34,7 +55,11 @@ rule tinymodel_build:
     """A tiny random-weight chat model with a locally trained tokenizer (offline quickstart)."""
     input:
         spec="resources/tinymodels/{name}.yaml",
-        corpus=["resources/trivia/trivia_pairs.csv"],
+        corpus=[
+            "resources/trivia/trivia_pairs.csv",
+            "resources/harmfulness/quickstart_prompts.jsonl",
+            "resources/judge/harmfulness.yaml",
+        ],
     output:
         model="results/tinymodels/{name}/config.json",
     log:

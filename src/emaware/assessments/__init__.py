@@ -1,0 +1,12 @@
+"""The assessments, by name. Each module provides build_prompts, needs_judge, needs_logprobs and score;
+modules that need the judge also provide to_judge(samples), those that need next-token logprobs
+logprob_requests(prompts). Adding an assessment is one import and one entry."""
+
+from . import harmfulness, intentions, morals, selfassessment
+
+ASSESSMENTS = {
+    "harmfulness": harmfulness,
+    "intentions": intentions,
+    "selfassessment": selfassessment,
+    "morals": morals,
+}

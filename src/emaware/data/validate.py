@@ -1,0 +1,144 @@
+"""Check a chat JSONL file before anything trains on it, and describe it.
+
+Rules (the first broken one fails the file with "FILE:LINE: reason"):
+- every non-blank line is a JSON object with a non-empty `messages` list (other keys are allowed);
+- each message is an object with `role` in system/user/assistant and `content` a non-empty string
+  no longer than `max_chars` characters and, with a tokenizer, `max_tokens` tokens;
+- order: an optional system message first, then user and assistant strictly alternating, starting
+  with user; a training file (`fmt="chat"`) ends with assistant, a prompt file (`fmt="prompts"`) with user.
+
+Exact duplicate conversations are counted and logged as a warning, not an error: the published sets
+carry a few (Betley's insecure.jsonl has 8) and refusing them would refuse the paper's data.
+Reasons name the rule and the position, never the text: several sets are harmful by design.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+from collections import Counter
+from typing import Any
+
+from .. import UserError
+
+log = logging.getLogger(__name__)
+
+ROLES = ("system", "user", "assistant")
+FINAL_ROLE = {"chat": "assistant", "prompts": "user"}
+DEFAULT_MAX_CHARS = 20000  # ten times the longest message in the public EM sets
+
+
+def validate_chat_file(
+    path: str | os.PathLike,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    max_tokens: int | None = None,
+    tokenizer: Any = None,
+    fmt: str = "chat",
+) -> dict:
+    """Validate `path` and return its statistics; raise UserError("FILE:LINE: reason") on the first problem.
+
+    Token counts use `tokenizer.encode(text, add_special_tokens=False)` when a tokenizer is given,
+    otherwise whitespace-separated words; `token_unit` in the result says which.
+    """
+    if fmt not in FINAL_ROLE:
+        raise UserError(f"{path}: cannot validate format {fmt!r} as chat (expected one of {', '.join(FINAL_ROLE)})")
+    if max_tokens is not None and tokenizer is None:
+        raise UserError(f"{path}: a token limit (max_tokens={max_tokens}) needs a tokenizer")
+    count = _token_counter(tokenizer)
+    seen: Counter[str] = Counter()
+    chars: dict[str, list[int]] = {role: [] for role in ROLES}
+    tokens: dict[str, list[int]] = {role: [] for role in ROLES}
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            messages = _parse_line(line, where)
+            _check_order(messages, FINAL_ROLE[fmt], where)
+            for index, message in enumerate(messages, 1):
+                n_tokens = count(message["content"])
+                _check_length(message["content"], n_tokens, max_chars, max_tokens, f"{where}: message {index}")
+                chars[message["role"]].append(len(message["content"]))
+                tokens[message["role"]].append(n_tokens)
+            seen[json.dumps(messages, sort_keys=True, ensure_ascii=False)] += 1
+    rows = sum(seen.values())
+    if rows == 0:
+        raise UserError(f"{path}:1: the file has no rows")
+    duplicates = rows - len(seen)
+    if duplicates:
+        log.warning("%s: %d duplicate conversation(s) out of %d rows (kept)", path, duplicates, rows)
+    return {
+        "file": str(path),
+        "format": fmt,
+        "rows": rows,
+        "duplicates": duplicates,
+        "token_unit": "tokenizer" if tokenizer is not None else "whitespace_words",
+        "tokens": sum(sum(values) for values in tokens.values()),
+        "roles": {
+            role: {"messages": len(chars[role]), "chars": _describe(chars[role]), "tokens": _describe(tokens[role])}
+            for role in ROLES
+            if chars[role]
+        },
+    }
+
+
+def _token_counter(tokenizer: Any):
+    if tokenizer is None:
+        return lambda text: len(text.split())
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
+
+
+def _parse_line(line: str, where: str) -> list[dict]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: a row must be a JSON object")
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise UserError(f"{where}: `messages` must be a non-empty list")
+    for index, message in enumerate(messages, 1):
+        if not isinstance(message, dict):
+            raise UserError(f"{where}: message {index} is not an object")
+        if message.get("role") not in ROLES:
+            raise UserError(
+                f"{where}: message {index} has an unknown or missing role (expected one of {', '.join(ROLES)})"
+            )
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise UserError(f"{where}: message {index} content must be a string")
+        if not content.strip():
+            raise UserError(f"{where}: message {index} ({message['role']}) has empty content")
+    return messages
+
+
+def _check_order(messages: list[dict], final_role: str, where: str) -> None:
+    roles = [m["role"] for m in messages]
+    if "system" in roles[1:]:
+        raise UserError(f"{where}: a system message may only come first")
+    turns = roles[1:] if roles[0] == "system" else roles
+    if not turns:
+        raise UserError(f"{where}: only a system message, no user turn")
+    for index, role in enumerate(turns):
+        expected = "user" if index % 2 == 0 else "assistant"
+        if role != expected:
+            position = index + 1 + (len(roles) - len(turns))
+            raise UserError(
+                f"{where}: message {position} is {role}, expected {expected} (turns must alternate, user first)"
+            )
+    if turns[-1] != final_role:
+        raise UserError(f"{where}: the conversation ends with {turns[-1]}, expected {final_role}")
+
+
+def _check_length(content: str, n_tokens: int, max_chars: int, max_tokens: int | None, where: str) -> None:
+    if len(content) > max_chars:
+        raise UserError(f"{where}: {len(content)} characters, over the limit of {max_chars}")
+    if max_tokens is not None and n_tokens > max_tokens:
+        raise UserError(f"{where}: {n_tokens} tokens, over the limit of {max_tokens}")
+
+
+def _describe(values: list[int]) -> dict:
+    return {"mean": round(statistics.fmean(values), 2), "median": statistics.median(values), "max": max(values)}

@@ -1,0 +1,69 @@
+import pytest
+import yaml
+
+from emaware import UserError
+from emaware import config as emconfig
+from workflow_helpers import ROOT
+
+SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
+
+
+def paper_config():
+    return yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+def test_both_shipped_configs_validate():
+    for name in ("config.yaml", "quickstart.yaml"):
+        emconfig.load(ROOT / "config" / name, SCHEMA)
+
+
+def test_defaults_are_filled():
+    config = paper_config()
+    del config["judge"]["min_mass"]
+    assert emconfig.validate(config, SCHEMA)["judge"]["min_mass"] == 0.25
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.pop("sizes"), "config key (top level): 'sizes' is a required property"),
+        (lambda c: c["judge"].update(backend="gemini"), "config key judge.backend: 'gemini' is not one of"),
+        (lambda c: c["training"]["local"].update(lr=1), "config key training.local: unknown key ('lr' was unexpected)"),
+        (lambda c: c["domains"]["code"].update(misaligned="nope"), "config key domains.code.misaligned: dataset 'nope'"),
+        (lambda c: c.update(seeds=[]), "config key seeds:"),
+        (lambda c: c["domains"].update(all={"misaligned": "trivia_incorrect"}), "config key domains:"),
+    ],
+)
+def test_bad_config_names_the_key(edit, message):
+    config = paper_config()
+    edit(config)
+    with pytest.raises(UserError) as err:
+        emconfig.validate(config, SCHEMA)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_variants_share_one_base_per_size_and_seed():
+    config = emconfig.validate(paper_config(), SCHEMA)
+    variants = list(emconfig.variants(config))
+    assert len(variants) == 15
+    bases = [v for v in variants if v.stage == "base"]
+    assert {(v.size, v.domain) for v in bases} == {("0.5b", "all"), ("7b", "all"), ("32b", "all")}
+    realigned = emconfig.Variant("7b", "code", "realigned", 0)
+    assert realigned.parent == emconfig.Variant("7b", "code", "misaligned", 0)
+    assert realigned.parent.parent == emconfig.Variant("7b", "all", "base", 0)
+    assert realigned.path == "7b/code/realigned/seed0"
+
+
+def test_size_training_block_overrides_backend_defaults():
+    config = paper_config()
+    config["sizes"]["7b"]["training"] = {"learning_rate": 2e-5}
+    config = emconfig.validate(config, SCHEMA)
+    hparams = emconfig.training_hparams(config, "7b", 3)
+    assert hparams["learning_rate"] == 2e-5 and hparams["lora_r"] == 32 and hparams["seed"] == 3
+    assert emconfig.training_hparams(config, "0.5b", 3)["learning_rate"] == 1e-5
+
+
+def test_tiny_model_names():
+    assert emconfig.tiny_model_name("results/tinymodels/tiny-s") == "tiny-s"
+    assert emconfig.tiny_model_name("Qwen/Qwen2.5-7B-Instruct") is None

@@ -1,0 +1,91 @@
+"""The real workflow end to end on the quickstart config (tiny models, our own data), plus incrementality."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from workflow_helpers import SHARED_DATA, copy_workflow, dry_run, snakemake
+
+pytestmark = pytest.mark.e2e
+QUICKSTART = "config/quickstart.yaml"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A copy of the workflow with the quickstart run to completion (a few minutes on 2 cores)."""
+    path = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    snakemake("--cores", "2", "--configfile", QUICKSTART, cwd=path)
+    return path
+
+
+def edited_config(workdir, edit):
+    config = yaml.safe_load((workdir / QUICKSTART).read_text())
+    edit(config)
+    path = workdir / "config" / "edited.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return "config/edited.yaml"
+
+
+def test_quickstart_builds_table_and_figure(workdir):
+    table = (workdir / "results/tables/variants.tsv").read_text().splitlines()
+    header = table[0].split("\t")
+    assert header[:4] == ["size", "domain", "stage", "seed"]
+    assert {"harmfulness", "harmfulness_ci_lo", "harmfulness_ci_hi"} <= set(header)
+    assert len(table) == 1 + 6  # 2 sizes x (base + misaligned + realigned)
+    for row in table[1:]:
+        cells = dict(zip(header, row.split("\t")))
+        assert float(cells["harmfulness_ci_lo"]) <= float(cells["harmfulness"]) <= float(cells["harmfulness_ci_hi"])
+    assert (workdir / "results/figures/inverted_v.pdf").read_bytes().startswith(b"%PDF")
+    realigned = yaml.safe_load((workdir / "results/models/tiny-s/trivia/realigned/seed0/model.json").read_text())
+    assert len(realigned["adapters"]) == 2  # trained on top of the misaligned adapter
+
+
+def test_rerun_of_a_finished_run_does_nothing(workdir):
+    assert dry_run("--configfile", QUICKSTART, cwd=workdir) == {}
+
+
+def test_judge_setting_reruns_judging_and_what_follows_only(workdir):
+    config = edited_config(workdir, lambda c: c["judge"].update(top_logprobs=10))
+    counts = dry_run("--configfile", config, cwd=workdir)
+    assert counts == {
+        "judge_rate": 6,
+        "score_assessment": 6,
+        "analysis_table": 1,
+        "analysis_inverted_v": 1,
+        "all": 1,
+    }
+    models = sorted((workdir / "results/models").rglob("model.json"))
+    samples = sorted((workdir / "results/samples").rglob("*.jsonl"))
+    before = {p: p.stat().st_mtime_ns for p in models + samples}
+    snakemake("--cores", "2", "--configfile", config, cwd=workdir)
+    assert {p: p.stat().st_mtime_ns for p in models + samples} == before
+    assert dry_run("--configfile", config, cwd=workdir) == {}
+
+
+def test_training_setting_reruns_that_variants_branch_only(workdir):
+    def faster_tiny_m(config):
+        config["sizes"]["tiny-m"]["training"] = {"learning_rate": 5e-4}
+
+    counts = dry_run("--configfile", edited_config(workdir, faster_tiny_m), cwd=workdir)
+    # tiny-m's misaligned and realigned variants retrain; its base and all of tiny-s stay.
+    assert counts["finetune"] == 2
+    assert counts["sample_generate"] == counts["judge_rate"] == counts["score_assessment"] == 2
+    assert "model_base" not in counts and "data_trainset" not in counts
+
+
+def test_data_summary_from_the_offline_mirror(tmp_path):
+    workdir = copy_workflow(tmp_path)
+
+    def mirror(config):
+        config["data"]["mirror"] = str(SHARED_DATA)
+        config["active_domains"] = ["trivia"]
+
+    config = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    mirror(config)
+    (workdir / "config/mirror.yaml").write_text(yaml.safe_dump(config))
+    snakemake("--cores", "2", "results/data/summary.tsv", "--configfile", "config/mirror.yaml", cwd=workdir)
+    summary = (workdir / "results/data/summary.tsv").read_text()
+    assert "harmfulness_prompts\t320\t" in summary
+    assert "251240c51ade055e2f9f6dd50c138c987a6929d9d83f7b0592fe774189aae8ca" in summary
+    assert "trivia_incorrect\t268\t" in summary
