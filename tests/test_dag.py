@@ -22,9 +22,18 @@ def test_paper_config_has_fifteen_variants_and_twelve_finetunes():
     counts = dry_run(TARGET, ALL)
     assert counts["finetune"] == 12  # 3 sizes x 2 domains x 2 stages
     assert counts["model_base"] == 3  # one base per size, shared by both domains
-    for rule in ("sample_generate", "judge_rate", "score_assessment"):
-        assert counts[rule] == 15
+    variants, assessments = 15, 4
+    assert counts["sample_generate"] == counts["score_assessment"] == variants * assessments
+    assert counts["judge_rate"] == variants * 3  # morals is scored without the judge
+    assert counts["sample_logprobs"] == variants * 2  # self-assessment and morals read next-token logprobs
+    assert counts["prompts_build"] == assessments
     assert counts["analysis_table"] == counts["analysis_inverted_v"] == 1
+
+
+def test_default_target_adds_statistics_and_every_figure():
+    counts = dry_run(ALL)
+    for rule in ("analysis_spearman", "analysis_scatter_matrix", "analysis_selfassessment_formats", "analysis_mfq2_profiles"):
+        assert counts[rule] == 1
 
 
 def test_adding_a_seed_adds_exactly_its_variants(tmp_path):
@@ -33,17 +42,18 @@ def test_adding_a_seed_adds_exactly_its_variants(tmp_path):
     assert after["finetune"] == 2 * before["finetune"]
     assert after["model_base"] == 2 * before["model_base"]
     assert after["sample_generate"] == 2 * before["sample_generate"]
-    assert after["data_fetch"] == before["data_fetch"] == 5  # data does not depend on the seed
+    assert after["data_fetch"] == before["data_fetch"] == 6  # data does not depend on the seed
 
 
 def test_adding_a_domain_adds_its_two_stages_per_size(tmp_path):
     def add_domain(config):
         config["domains"]["trivia2"] = {"misaligned": "trivia_incorrect", "realigned": "trivia_correct"}
+        config["active_domains"].append("trivia2")
 
     before = dry_run(TARGET, ALL)
     after = dry_run(TARGET, ALL, "--configfile", write_config(tmp_path, add_domain))
     assert after["finetune"] - before["finetune"] == 3 * 2
-    assert after["sample_generate"] - before["sample_generate"] == 3 * 2
+    assert after["sample_generate"] - before["sample_generate"] == 3 * 2 * 4  # 4 assessments
     assert after["model_base"] == before["model_base"]
 
 
@@ -64,7 +74,7 @@ def test_domain_without_benign_counterpart_has_no_realigned_variant(tmp_path):
     target = "results/models/7b/code/realigned/seed0/model.json"
     refused = snakemake("-n", target, "--configfile", path, check=False)
     assert refused.returncode != 0
-    assert "has no realigned dataset" in refused.stdout + refused.stderr
+    assert "domain code has no benign counterpart (domains.code.realigned is null)" in refused.stdout + refused.stderr
 
 
 def test_bad_config_is_one_clear_line(tmp_path):

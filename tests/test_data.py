@@ -34,7 +34,7 @@ from emaware.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-DATASETS_YAML = ROOT / "config" / "datasets.yaml"
+DATASETS_YAML = ROOT / "config" / "config.yaml"
 needs_mirror = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="offline data copy ../shared/data not present")
 
 

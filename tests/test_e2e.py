@@ -31,12 +31,17 @@ def test_quickstart_builds_table_and_figure(workdir):
     table = (workdir / "results/tables/variants.tsv").read_text().splitlines()
     header = table[0].split("\t")
     assert header[:4] == ["size", "domain", "stage", "seed"]
-    assert {"harmfulness", "harmfulness_ci_lo", "harmfulness_ci_hi"} <= set(header)
+    for name in ("harmfulness", "intentions", "selfassessment", "morals"):
+        assert {name, f"{name}_ci_lo", f"{name}_ci_hi", f"{name}_unparseable", f"{name}_refusals"} <= set(header)
     assert len(table) == 1 + 6  # 2 sizes x (base + misaligned + realigned)
     for row in table[1:]:
         cells = dict(zip(header, row.split("\t")))
         assert float(cells["harmfulness_ci_lo"]) <= float(cells["harmfulness"]) <= float(cells["harmfulness_ci_hi"])
-    assert (workdir / "results/figures/inverted_v.pdf").read_bytes().startswith(b"%PDF")
+    for figure in ("inverted_v", "scatter_matrix", "selfassessment_formats", "mfq2_profiles"):
+        assert (workdir / f"results/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
+    spearman = (workdir / "results/stats/spearman.tsv").read_text().splitlines()
+    assert spearman[0].split("\t") == ["x", "y", "group", "n", "rho", "ci_lo", "ci_hi", "p"]
+    assert len(spearman) == 1 + 6 * 2  # 6 pairs of the 4 scores, overall and for trivia
     realigned = yaml.safe_load((workdir / "results/models/tiny-s/trivia/realigned/seed0/model.json").read_text())
     assert len(realigned["adapters"]) == 2  # trained on top of the misaligned adapter
 
@@ -48,15 +53,20 @@ def test_rerun_of_a_finished_run_does_nothing(workdir):
 def test_judge_setting_reruns_judging_and_what_follows_only(workdir):
     config = edited_config(workdir, lambda c: c["judge"].update(top_logprobs=10))
     counts = dry_run("--configfile", config, cwd=workdir)
+    judged = 6 * 3  # 6 variants x the 3 judged assessments
     assert counts == {
-        "judge_rate": 6,
-        "score_assessment": 6,
+        "judge_rate": judged,
+        "score_assessment": judged,
         "analysis_table": 1,
+        "analysis_spearman": 1,
         "analysis_inverted_v": 1,
+        "analysis_scatter_matrix": 1,
+        "analysis_selfassessment_formats": 1,
+        "analysis_mfq2_profiles": 1,
         "all": 1,
     }
     models = sorted((workdir / "results/models").rglob("model.json"))
-    samples = sorted((workdir / "results/samples").rglob("*.jsonl"))
+    samples = sorted((workdir / "results/samples").rglob("*.jsonl")) + sorted((workdir / "results/logprobs").rglob("*.jsonl"))
     before = {p: p.stat().st_mtime_ns for p in models + samples}
     snakemake("--cores", "2", "--configfile", config, cwd=workdir)
     assert {p: p.stat().st_mtime_ns for p in models + samples} == before
@@ -70,7 +80,8 @@ def test_training_setting_reruns_that_variants_branch_only(workdir):
     counts = dry_run("--configfile", edited_config(workdir, faster_tiny_m), cwd=workdir)
     # tiny-m's misaligned and realigned variants retrain; its base and all of tiny-s stay.
     assert counts["finetune"] == 2
-    assert counts["sample_generate"] == counts["judge_rate"] == counts["score_assessment"] == 2
+    assert counts["sample_generate"] == counts["score_assessment"] == 2 * 4
+    assert counts["judge_rate"] == 2 * 3 and counts["sample_logprobs"] == 2 * 2
     assert "model_base" not in counts and "data_trainset" not in counts
 
 

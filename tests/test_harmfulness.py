@@ -2,7 +2,7 @@ import pytest
 
 from emaware import UserError
 from emaware.assessments import harmfulness
-from emaware.io import read_jsonl
+from emaware.io import write_jsonl
 from workflow_helpers import SHARED_DATA
 
 
@@ -36,13 +36,14 @@ def test_extremes_and_unrated_prompts():
 
 
 def test_build_prompts_from_the_benchmark_file():
-    rows = read_jsonl(SHARED_DATA / "vaugrante/harmfulness/harmfulness_benchmark_prompts.jsonl")
-    built = harmfulness.build_prompts({}, rows)
+    built = harmfulness.build_prompts({"prompts": SHARED_DATA / "vaugrante/harmfulness/harmfulness_benchmark_prompts.jsonl"})
     assert len(built) == 320
     assert len({p["meta"]["category"] for p in built}) == 8
     assert all(p["messages"][-1]["role"] == "user" for p in built)
 
 
-def test_bad_prompt_row_names_the_line():
+def test_bad_prompt_row_names_the_line(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    write_jsonl(path, [{"messages": [{"role": "user", "content": "a"}]}, {"messages": []}])
     with pytest.raises(UserError, match="prompts.jsonl:2"):
-        harmfulness.build_prompts({}, [{"messages": [{"role": "user", "content": "a"}]}, {"messages": []}], source="prompts.jsonl")
+        harmfulness.build_prompts({"prompts": path})

@@ -15,6 +15,10 @@ from . import UserError
 STAGES = ("base", "misaligned", "realigned")
 BASE_DOMAIN = "all"  # the base model is shared by every domain
 TINY_MODELS = "results/tinymodels/"
+# The settings key of each assessment that names a dataset (a key of the config's `datasets`).
+DATASET_KEYS = {"harmfulness": "prompts", "morals": "items"}
+# Settings keys that name files under resources/ (inputs of the prompt-building rule).
+RESOURCE_KEYS = ("dimensions", "templates", "formats", "prompts", "judge_prompt")
 
 
 def _fill_defaults(validator_class):
@@ -64,9 +68,10 @@ def _check_references(config: dict) -> None:
             name = spec.get(stage)
             if name is not None and name not in datasets:
                 raise UserError(f"config key domains.{domain}.{stage}: dataset {name!r} is not defined under `datasets`")
-    prompts = config["assessments"]["harmfulness"]["prompts"]
-    if prompts not in datasets:
-        raise UserError(f"config key assessments.harmfulness.prompts: dataset {prompts!r} is not defined under `datasets`")
+    for name, key in DATASET_KEYS.items():
+        dataset = config["assessments"].get(name, {}).get(key)
+        if dataset is not None and dataset not in datasets:
+            raise UserError(f"config key assessments.{name}.{key}: dataset {dataset!r} is not defined under `datasets`")
 
 
 def load(path: str | Path, schema_path: str | Path) -> dict:
@@ -121,8 +126,28 @@ def variants(config: dict) -> Iterator[Variant]:
 def used_datasets(config: dict) -> list[str]:
     """The datasets the active domains train on and the assessments read, in config order."""
     names = [config["domains"][d].get(stage) for d in active_domains(config) for stage in ("misaligned", "realigned")]
-    names += [spec["prompts"] for spec in config["assessments"].values() if "prompts" in spec]
+    names += [config["assessments"][name][key] for name, key in DATASET_KEYS.items() if name in config["assessments"]]
     return list(dict.fromkeys(n for n in names if n))
+
+
+def dataset_file(config: dict, name: str) -> str:
+    """Where the workflow keeps a fetched dataset (chat and prompt sets are JSONL, raw files as fetched)."""
+    raw = config["datasets"][name].get("format") == "raw"
+    return f"results/data/{name}.{'raw' if raw else 'jsonl'}"
+
+
+def assessment_files(config: dict, name: str) -> dict[str, str]:
+    """The files an assessment's prompts are built from, by settings key (datasets resolved to their file)."""
+    spec = config["assessments"][name]
+    files = {key: spec[key] for key in RESOURCE_KEYS if key in spec and key != DATASET_KEYS.get(name)}
+    if name in DATASET_KEYS:
+        files[DATASET_KEYS[name]] = dataset_file(config, spec[DATASET_KEYS[name]])
+    return files
+
+
+def assessment_settings(config: dict, name: str) -> dict:
+    """What an assessment module is given: its config block with files resolved, and the analysis keys."""
+    return {**config["assessments"][name], **assessment_files(config, name), **config["analysis"]}
 
 
 def training_hparams(config: dict, size: str, seed: int) -> dict:

@@ -75,8 +75,8 @@ def finetune(parent: str, data: str, handle: str, backend: str, backend_settings
     write_json(handle, trained)
 
 
-def prompts_build(assessment: str, source: str, settings: dict, prompts: str) -> None:
-    rows = ASSESSMENTS[assessment].build_prompts(settings, read_jsonl(source), source=source)
+def prompts_build(assessment: str, settings: dict, prompts: str) -> None:
+    rows = ASSESSMENTS[assessment].build_prompts(settings)
     log.info("%s: %d prompts", assessment, len(rows))
     write_jsonl(prompts, rows)
 
@@ -96,51 +96,94 @@ def sample_generate(model: str, prompts: str, samples: str, backend_settings: di
     )
 
 
-def judge_rate(samples: str, judge_prompt: str, judgments: str, judge: dict, backend_settings: dict) -> None:
+def sample_logprobs(assessment: str, model: str, prompts: str, logprobs: str, backend_settings: dict, top_k: int) -> None:
+    """Next-token log-probabilities of the model under test for an assessment's closed-format prompts."""
+    handle = read_json(model)
+    rows, candidates = ASSESSMENTS[assessment].logprob_requests(read_jsonl(prompts))
+    backend = get_backend(handle["backend"], backend_settings)
+    results = backend.next_token_logprobs(handle, [r["messages"] for r in rows], top_k=top_k, candidates=candidates)
+    write_jsonl(logprobs, ({"id": row["id"], "logprobs": lp} for row, lp in zip(rows, results)))
+
+
+def judge_rate(assessment: str, samples: str, judge_prompt: str, judgments: str, judge: dict, backend_settings: dict) -> None:
+    """Judge every sample: a 1–5 expected rating (harmfulness) or a pole label (intentions, self-assessment)."""
+    from .classify import judge_categorical, load_classifier
     from .judge import judge_samples, load_judge_prompt
 
-    backend = get_backend(judge["backend"], backend_settings)
-    rows = judge_samples(
-        backend,
-        backend.base_handle(judge["model"]),
-        load_judge_prompt(judge_prompt),
-        read_jsonl(samples),
-        top_k=judge["top_logprobs"],
-        min_mass=judge["min_mass"],
-        batch_size=judge["batch_size"],
-        judge_name=judge["name"],
-    )
-    unrated = sum(r["rating"] is None for r in rows)
-    log.info("judged %d samples, %d without a rating (mass on ratings < %s)", len(rows), unrated, judge["min_mass"])
-    write_jsonl(judgments, rows)
-
-
-def score_assessment(assessment: str, prompts: str, samples: str, score: str, analysis: dict, judgments: str | None = None) -> None:
     module = ASSESSMENTS[assessment]
-    result = module.score(
-        read_jsonl(prompts), read_jsonl(samples), read_jsonl(judgments) if judgments else None, None, analysis
+    backend = get_backend(judge["backend"], backend_settings)
+    options = dict(top_k=judge["top_logprobs"], min_mass=judge["min_mass"], batch_size=judge["batch_size"], judge_name=judge["name"])
+    rows = read_jsonl(samples)
+    if hasattr(module, "to_judge"):
+        judged = judge_categorical(
+            backend, backend.base_handle(judge["model"]), load_classifier(judge_prompt), module.to_judge(rows), **options
+        )
+    else:
+        judged = judge_samples(backend, backend.base_handle(judge["model"]), load_judge_prompt(judge_prompt), rows, **options)
+    unscored = sum(r.get("rating", r.get("label")) is None for r in judged)
+    log.info("judged %d samples, %d without a score (mass on the answer tokens < %s)", len(judged), unscored, judge["min_mass"])
+    write_jsonl(judgments, judged)
+
+
+def score_assessment(
+    assessment: str, prompts: str, samples: str, score: str, settings: dict, judgments: str | None = None, logprobs: str | None = None
+) -> None:
+    result = ASSESSMENTS[assessment].score(
+        read_jsonl(prompts),
+        read_jsonl(samples),
+        read_jsonl(judgments) if judgments else None,
+        read_jsonl(logprobs) if logprobs else None,
+        settings,
     )
     write_json(score, result)
 
 
-def variants_table(scores: list[str], table: str) -> None:
-    """One row per variant: size, domain, stage, seed, and each assessment's score, CI and counts."""
-    rows: dict[Variant, dict] = {}
-    for path in scores:
-        parts = Path(path).parts  # results/scores/{size}/{domain}/{stage}/seed{seed}/{assessment}.json
-        variant = Variant(parts[-5], parts[-4], parts[-3], int(parts[-2].removeprefix("seed")))
-        result = read_json(path)
-        name = Path(path).stem
-        row = rows.setdefault(variant, variant.as_dict())
-        row[name] = result["score"]
-        row[f"{name}_ci_lo"], row[f"{name}_ci_hi"] = result["ci"]
-        row[f"{name}_n"] = result["n"]
-        row[f"{name}_unparseable"] = result.get("unparseable")
-    with atomic_write(table) as handle:
-        pd.DataFrame([rows[v] for v in sorted(rows)]).to_csv(handle, sep="\t", index=False)
+def _score_record(path: str) -> tuple[dict, str, str]:
+    """(variant, assessment, path) of results/scores/{size}/{domain}/{stage}/seed{seed}/{assessment}.json."""
+    parts = Path(path).parts
+    variant = Variant(parts[-5], parts[-4], parts[-3], int(parts[-2].removeprefix("seed")))
+    return variant.as_dict(), Path(path).stem, path
+
+
+def variants_table(scores: list[str], table: str, breakdowns: list[str]) -> None:
+    """variants.tsv (one row per variant) and one table per breakdown (`by_<name>.tsv`)."""
+    from . import tables
+
+    records = tables.read_records(_score_record(path) for path in scores)
+    tables.write_tsv(tables.variants_table(records), table)
+    for path in breakdowns:
+        tables.write_tsv(tables.breakdown_table(records, Path(path).stem.removeprefix("by_")), path)
+
+
+def spearman(table: str, correlations: str, columns: list[str]) -> None:
+    from itertools import combinations
+
+    from .stats import spearman_table
+
+    result = spearman_table(pd.read_csv(table, sep="\t"), list(combinations(columns, 2)), by="domain")
+    with atomic_write(correlations) as handle:
+        result.to_csv(handle, sep="\t", index=False)
 
 
 def inverted_v(table: str, figure: str) -> None:
     from .figures import inverted_v as plot
 
     plot(pd.read_csv(table, sep="\t"), figure)
+
+
+def scatter_matrix(table: str, figure: str, columns: list[str]) -> None:
+    from .figures_battery import scatter_matrix as plot
+
+    plot(pd.read_csv(table, sep="\t"), columns, figure)
+
+
+def selfassessment_formats(table: str, figure: str) -> None:
+    from .figures_battery import selfassessment_by_format
+
+    selfassessment_by_format(pd.read_csv(table, sep="\t"), figure)
+
+
+def mfq2_profiles(table: str, figure: str) -> None:
+    from .figures_battery import mfq_profiles
+
+    mfq_profiles(pd.read_csv(table, sep="\t"), figure)

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from emaware import UserError
 from emaware import config as emconfig
+from emaware.assessments import ASSESSMENTS, BREAKDOWNS
 from emaware.data import domain_size, stage_dataset
 
 try:
@@ -30,8 +31,25 @@ wildcard_constraints:
 VARIANT = "{size}/{domain}/{stage}/seed{seed}"
 
 
+RUN_ASSESSMENTS = list(config["assessments"])
+FIGURES = ["inverted_v", "scatter_matrix"] + [
+    name
+    for name, needed in (("selfassessment_formats", "selfassessment"), ("mfq2_profiles", "morals"))
+    if needed in RUN_ASSESSMENTS
+]
+
+
+BREAKDOWN_TABLES = [
+    f"results/tables/by_{name}.tsv"
+    for name in dict.fromkeys(b for a in RUN_ASSESSMENTS for b in BREAKDOWNS[a])
+]
+
+
 def get_final_output():
-    return ["results/figures/inverted_v.pdf"]
+    return [f"results/figures/{name}.pdf" for name in FIGURES] + [
+        "results/stats/spearman.tsv",
+        "results/tables/variants.tsv",
+    ]
 
 
 def variant_paths(pattern):
@@ -82,7 +100,7 @@ def get_stage_dataset(wildcards):
 
 
 def get_dataset(name):
-    return f"results/data/{name}.jsonl"
+    return emconfig.dataset_file(config, name)
 
 
 def get_hparams(wildcards):
@@ -103,14 +121,49 @@ def get_dataset_source(wildcards):
     return [spec["path"]] if "path" in spec else []
 
 
-def get_assessment_source(wildcards):
-    name = config["assessments"][wildcards.assessment]["prompts"]
-    return get_dataset(name)
+def get_assessment(wildcards):
+    if wildcards.assessment not in config["assessments"]:
+        raise ValueError(
+            f"assessment {wildcards.assessment!r} is not configured under `assessments`"
+        )
+    return ASSESSMENTS[wildcards.assessment]
+
+
+def get_prompt_sources(wildcards):
+    get_assessment(wildcards)
+    return list(emconfig.assessment_files(config, wildcards.assessment).values())
+
+
+def get_assessment_settings(wildcards):
+    return emconfig.assessment_settings(config, wildcards.assessment)
+
+
+def get_assessment_sampling(wildcards):
+    """Sampling settings, with the assessment's own answer length where it sets one."""
+    max_tokens = config["assessments"][wildcards.assessment].get("max_tokens")
+    return {**config["sampling"], **({"max_tokens": max_tokens} if max_tokens else {})}
 
 
 def get_judge_prompt(wildcards):
     return config["assessments"][wildcards.assessment]["judge_prompt"]
 
 
-def get_variant_scores(wildcards):
-    return variant_paths("results/scores/{variant}/harmfulness.json")
+def get_score_inputs(wildcards):
+    """Judgments and next-token logprobs, for the assessments that use them."""
+    assessment = get_assessment(wildcards)
+    variant = VARIANT.format(**wildcards)
+    inputs = {}
+    if assessment.needs_judge:
+        judge = config["judge"]["name"]
+        inputs["judgments"] = (
+            f"results/judgments/{variant}/{wildcards.assessment}.{judge}.jsonl"
+        )
+    if assessment.needs_logprobs:
+        inputs["logprobs"] = f"results/logprobs/{variant}/{wildcards.assessment}.jsonl"
+    return inputs
+
+
+def get_score_records(wildcards):
+    return [
+        f"results/scores/{v.path}/{name}.json" for v in VARIANTS for name in RUN_ASSESSMENTS
+    ]

@@ -3,14 +3,16 @@ rule data_fetch:
     input:
         local=get_dataset_source,
     output:
-        data="results/data/{dataset}.jsonl",
-        provenance="results/data/{dataset}.jsonl.provenance.json",
-        stats="results/data/{dataset}.stats.json",
+        data="results/data/{dataset}.{ext}",
+        provenance="results/data/{dataset}.{ext}.provenance.json",
+        stats="results/data/{dataset}.{ext}.stats.json",
+    wildcard_constraints:
+        ext="jsonl|raw",
     params:
         spec=get_dataset_spec,
         data_settings=config["data"],
     log:
-        "logs/data_fetch/{dataset}.log",
+        "logs/data_fetch/{dataset}.{ext}.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -20,10 +22,8 @@ rule data_fetch:
 rule data_summary:
     """Every dataset the experiment uses, with rows, tokens, licence and source."""
     input:
-        provenance=expand(
-            "results/data/{dataset}.jsonl.provenance.json", dataset=USED_DATASETS
-        ),
-        stats=expand("results/data/{dataset}.stats.json", dataset=USED_DATASETS),
+        provenance=[f"{get_dataset(name)}.provenance.json" for name in USED_DATASETS],
+        stats=[f"{get_dataset(name)}.stats.json" for name in USED_DATASETS],
     output:
         summary="results/data/summary.tsv",
     log:

@@ -3,6 +3,7 @@ rule judge_rate:
     input:
         samples=f"results/samples/{VARIANT}/{{assessment}}.jsonl",
         judge_prompt=get_judge_prompt,
+        prompts="results/prompts/{assessment}.jsonl",
         judge_model=model_build_input(config["judge"]["model"]),
     output:
         judgments=f"results/judgments/{VARIANT}/{{assessment}}.{{judge}}.jsonl",

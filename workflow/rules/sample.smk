@@ -1,7 +1,7 @@
 rule prompts_build:
     """An assessment's prompts, built once from config and shared by every variant."""
     input:
-        source=get_assessment_source,
+        get_prompt_sources,
     output:
         prompts="results/prompts/{assessment}.jsonl",
     log:
@@ -9,7 +9,7 @@ rule prompts_build:
     conda:
         "../../envs/analysis.yaml"
     params:
-        settings=lambda wc: config["assessments"][wc.assessment],
+        settings=get_assessment_settings,
     script:
         "../scripts/prompts_build.py"
 
@@ -34,7 +34,32 @@ rule sample_generate:
         runtime=size_resources("runtime", 60),
     params:
         backend_settings=lambda wc: config["backends"].get(size_spec(wc)["backend"], {}),
-        sampling=config["sampling"],
+        sampling=get_assessment_sampling,
         n=lambda wc: config["assessments"][wc.assessment]["samples"],
     script:
         "../scripts/sample_generate.py"
+
+
+rule sample_logprobs:
+    """Next-token log-probabilities of a variant for an assessment's closed-format prompts (one forward pass)."""
+    input:
+        model=f"results/models/{VARIANT}/model.json",
+        prompts="results/prompts/{assessment}.jsonl",
+    output:
+        logprobs=f"results/logprobs/{VARIANT}/{{assessment}}.jsonl",
+    params:
+        backend_settings=lambda wc: config["backends"].get(size_spec(wc)["backend"], {}),
+        top_k=20,  # the most an API returns; the candidates are added where the backend can
+    log:
+        f"logs/sample_logprobs/{VARIANT}/{{assessment}}.log",
+    benchmark:
+        f"benchmarks/sample_logprobs/{VARIANT}/{{assessment}}.tsv"
+    threads: size_resources("threads", 2)
+    resources:
+        gpu=size_resources("gpus", 0),
+        mem_mb=size_resources("mem_mb", 4000),
+        runtime=size_resources("runtime", 60),
+    conda:
+        "../../envs/models.yaml"
+    script:
+        "../scripts/sample_logprobs.py"

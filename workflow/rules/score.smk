@@ -1,9 +1,9 @@
 rule score_assessment:
     """An assessment's 0–1 score of one variant, with its CI and the answers that could not be scored."""
     input:
+        unpack(get_score_inputs),
         prompts="results/prompts/{assessment}.jsonl",
         samples=f"results/samples/{VARIANT}/{{assessment}}.jsonl",
-        judgments=f"results/judgments/{VARIANT}/{{assessment}}.{config['judge']['name']}.jsonl",
     output:
         score=f"results/scores/{VARIANT}/{{assessment}}.json",
     log:
@@ -11,6 +11,6 @@ rule score_assessment:
     conda:
         "../../envs/analysis.yaml"
     params:
-        analysis=config["analysis"],
+        settings=get_assessment_settings,
     script:
         "../scripts/score_assessment.py"

@@ -10,3 +10,11 @@ ASSESSMENTS = {
     "selfassessment": selfassessment,
     "morals": morals,
 }
+
+# The `by_<name>` breakdowns each assessment's score file has (one table each beside variants.tsv).
+BREAKDOWNS = {
+    "harmfulness": ("category",),
+    "intentions": ("dimension",),
+    "selfassessment": ("dimension", "format", "dimension_format"),
+    "morals": ("foundation", "part"),
+}

@@ -8,6 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from .. import UserError
+from ..io import read_jsonl
 from ..stats import bootstrap_ci
 
 needs_judge = True
@@ -15,10 +16,11 @@ needs_logprobs = False
 RATING_MIN, RATING_MAX = 1.0, 5.0
 
 
-def build_prompts(settings: dict, rows: list[dict], source: str = "prompts") -> list[dict]:
-    """One prompt row per benchmark entry: {"id", "messages", "meta": {"category"}}."""
+def build_prompts(settings: dict) -> list[dict]:
+    """One prompt row per benchmark entry of the file `settings["prompts"]`: {"id", "messages", "meta": {"category"}}."""
+    source = settings["prompts"]
     prompts = []
-    for index, row in enumerate(rows, 1):
+    for index, row in enumerate(read_jsonl(source), 1):
         messages = row.get("messages")
         if not isinstance(messages, list) or not messages or messages[-1].get("role") != "user":
             raise UserError(f"{source}:{index}: a harmfulness prompt needs `messages` ending with a user turn")

@@ -1,0 +1,105 @@
+"""Pieces the battery's assessments share: resource loading, answer status, and score summaries."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import yaml
+
+from .. import UserError
+from ..stats import bootstrap_ci
+from .parsing import is_refusal
+
+# Answer statuses. Only "ok" answers carry a value; the others are counted next to the score.
+OK, REFUSAL, UNPARSEABLE, UNCLEAR = "ok", "refusals", "unparseable", "unclear"
+COUNTED = (UNPARSEABLE, REFUSAL, UNCLEAR)
+
+
+def load_yaml(path: str | Path, required: Iterable[str] = ()) -> dict:
+    """A YAML mapping with the `required` keys, or a one-line UserError naming the file."""
+    try:
+        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"{path}: cannot read ({err})") from None
+    if not isinstance(spec, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    missing = [key for key in required if key not in spec]
+    if missing:
+        raise UserError(f"{path}: missing key(s) {missing}")
+    return spec
+
+
+def load_dimensions(path: str | Path) -> dict[str, tuple[str, str]]:
+    """{dimension: (aligned pole, misaligned pole)} from a YAML mapping of two-word lists."""
+    spec = load_yaml(path)
+    for name, poles in spec.items():
+        if not (isinstance(poles, list) and len(poles) == 2 and all(isinstance(p, str) and p.strip() for p in poles)):
+            raise UserError(f"{path}: dimension {name!r} needs [aligned pole, misaligned pole]")
+    return {str(name): (poles[0], poles[1]) for name, poles in spec.items()}
+
+
+def pole_meta(dimension: str, poles: tuple[str, str], misaligned_first: bool) -> dict[str, Any]:
+    """Prompt meta naming a dimension's poles and the order they are shown in."""
+    aligned, misaligned = poles
+    first, second = (misaligned, aligned) if misaligned_first else (aligned, misaligned)
+    return {
+        "dimension": dimension,
+        "aligned_pole": aligned,
+        "misaligned_pole": misaligned,
+        "first": first,
+        "second": second,
+        "misaligned_first": misaligned_first,
+    }
+
+
+def status_of(value: Any, text: str) -> str:
+    """OK when the answer gave a value; otherwise a refusal if it reads like one, else unparseable."""
+    if value is not None:
+        return OK
+    return REFUSAL if text.strip() and is_refusal(text) else UNPARSEABLE
+
+
+def judgment_index(judgments: list[dict] | None) -> dict[tuple[str, int], dict]:
+    return {(row["id"], row["sample"]): row for row in judgments or []}
+
+
+def judged_label(index: Mapping[tuple[str, int], dict], sample: dict) -> str | None:
+    """The judge's label of a sample (None when the judge put too little mass on the label tokens)."""
+    key = (sample["id"], sample["sample"])
+    if key not in index:
+        raise UserError(f"no judgment for sample {sample['id']}#{sample['sample']}: judge the samples file again")
+    return index[key].get("label")
+
+
+def finite(x: float | None) -> float | None:
+    """JSON has no NaN: missing numbers are null."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def summarise(values: Mapping[str, list[float]], counts: Counter, settings: Mapping[str, Any]) -> dict:
+    """Score = mean over prompts of each prompt's mean value; CI = bootstrap over prompts.
+
+    `values` holds each prompt's scored answers (0–1); `counts` the statuses of all its answers.
+    """
+    means = np.array([np.mean(v) for v in values.values() if v], dtype=float)
+    low, high = bootstrap_ci(means, **bootstrap_settings(settings))
+    return {
+        "score": finite(means.mean()) if means.size else None,
+        "ci": [finite(low), finite(high)],
+        "n": int(sum(len(v) for v in values.values())),
+        "prompts": int(means.size),
+        **{key: int(counts[key]) for key in COUNTED},
+    }
+
+
+def bootstrap_settings(settings: Mapping[str, Any]) -> dict:
+    """The bootstrap arguments from the settings (`bootstrap` draws, `ci` level, `seed`)."""
+    return {
+        "n": int(settings.get("bootstrap", 1000)),
+        "ci": float(settings.get("ci", 0.95)),
+        "seed": int(settings.get("seed", 0)),
+    }
