@@ -67,3 +67,13 @@ def test_size_training_block_overrides_backend_defaults():
 def test_tiny_model_names():
     assert emconfig.tiny_model_name("results/tinymodels/tiny-s") == "tiny-s"
     assert emconfig.tiny_model_name("Qwen/Qwen2.5-7B-Instruct") is None
+
+
+def test_reordering_keys_changes_no_setting_block():
+    config = paper_config()
+    shuffled = {**config, "judge": dict(reversed(list(config["judge"].items())))}
+    shuffled["sizes"] = {k: dict(reversed(list(v.items()))) for k, v in config["sizes"].items()}
+    first, second = emconfig.validate(config, SCHEMA), emconfig.validate(shuffled, SCHEMA)
+    assert repr(first["judge"]) == repr(second["judge"])
+    assert repr(first["sizes"]) == repr(second["sizes"])
+    assert list(second["sizes"]) == ["0.5b", "7b", "32b"]  # the sizes keep the file's order

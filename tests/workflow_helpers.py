@@ -46,7 +46,8 @@ def copy_workflow(dest: Path) -> Path:
     """A runnable copy of the workflow (so a test run has its own results/ and .snakemake/)."""
     import shutil
 
-    for name in ("Snakefile", "workflow", "config", "resources", "envs"):
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "config", "resources", "envs", "profiles"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, dest / name)

@@ -46,7 +46,28 @@ def validate(config: dict, schema_path: str | Path) -> dict:
         key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise UserError(f"config key {key}: {_message(err)}")
     _check_references(config)
-    return config
+    return _canonical_order(config)
+
+
+# Blocks whose entries keep the order of the file (it orders panels, legends and table rows).
+ORDERED_BLOCKS = ("sizes", "domains", "datasets", "assessments")
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
+
+
+def _canonical_order(config: dict) -> dict:
+    """Sort the keys of every settings block: Snakemake compares rule params by their repr, so
+    reordering keys in the YAML file must not rerun anything."""
+    return {
+        key: {name: _sorted_keys(spec) for name, spec in value.items()} if key in ORDERED_BLOCKS else _sorted_keys(value)
+        for key, value in config.items()
+    }
 
 
 def _message(err: jsonschema.ValidationError) -> str:
@@ -121,6 +142,12 @@ def variants(config: dict) -> Iterator[Variant]:
                 yield Variant(size, domain, "misaligned", seed)
                 if config["domains"][domain].get("realigned"):
                     yield Variant(size, domain, "realigned", seed)
+
+
+def uses_openai(config: dict) -> bool:
+    """Whether any rule calls the OpenAI API (a size or the judge on the openai backend)."""
+    backends = {spec["backend"] for spec in config["sizes"].values()} | {config["judge"]["backend"]}
+    return "openai" in backends
 
 
 def used_datasets(config: dict) -> list[str]:

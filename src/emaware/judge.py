@@ -90,7 +90,6 @@ def judge_samples(
 ) -> list[dict]:
     """Judge every sample (rows of a samples file); returns one judgment row per sample."""
     rows = []
-    snapshot = backend.snapshot(judge_model)
     for start in tqdm(range(0, len(samples), batch_size), desc=f"judge {judge_name}", unit="batch"):
         batch = samples[start : start + batch_size]
         conversations = [prompt.conversation(_question(s), s["completion"]) for s in batch]
@@ -102,13 +101,13 @@ def judge_samples(
                     "id": sample["id"],
                     "sample": sample["sample"],
                     "judge": judge_name,
-                    "judge_model": snapshot,
                     "rating": rating,
                     "mass": mass,
                     "logprobs": logprobs,
                 }
             )
-    return rows
+    snapshot = backend.snapshot(judge_model)  # after the calls: an API names its exact snapshot in replies
+    return [{**row, "judge_model": snapshot} for row in rows]
 
 
 def _question(sample: dict) -> str:

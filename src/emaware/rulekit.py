@@ -37,6 +37,8 @@ def run(snakemake: Any, step: Callable[..., None]) -> None:
         sys.stderr = open(log_path, "a", buffering=1, encoding="utf-8")  # progress bars and warnings
         handlers = [logging.StreamHandler(sys.stderr)]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    for noisy in ("httpx", "httpx2", "openai"):  # one INFO line per HTTP request otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     _limit_threads(getattr(snakemake, "threads", None))
     try:
         step(**step_arguments(snakemake, step))

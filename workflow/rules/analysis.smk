@@ -19,12 +19,12 @@ rule analysis_spearman:
         table="results/tables/variants.tsv",
     output:
         correlations="results/stats/spearman.tsv",
-    params:
-        columns=RUN_ASSESSMENTS,
     log:
         "logs/analysis_spearman/spearman.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        columns=RUN_ASSESSMENTS,
     script:
         "../scripts/analysis_spearman.py"
 
@@ -49,12 +49,12 @@ rule analysis_scatter_matrix:
         table="results/tables/variants.tsv",
     output:
         figure="results/figures/scatter_matrix.pdf",
-    params:
-        columns=RUN_ASSESSMENTS,
     log:
         "logs/analysis_scatter_matrix/scatter_matrix.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        columns=RUN_ASSESSMENTS,
     script:
         "../scripts/analysis_scatter_matrix.py"
 

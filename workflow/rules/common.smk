@@ -1,5 +1,5 @@
+import os
 import sys
-from pathlib import Path
 
 from emaware import UserError
 from emaware import config as emconfig
@@ -12,6 +12,15 @@ try:
     )
 except UserError as err:
     sys.exit(f"config error: {err}")
+
+# The API key reaches jobs through the environment only (never params, files or metadata). It is
+# declared only when set, so dry-runs and fully cached runs need no key; a rule that must call the
+# API without one stops with a one-line error.
+if emconfig.uses_openai(config) and "OPENAI_API_KEY" in os.environ:
+
+    envvars:
+        "OPENAI_API_KEY",
+
 
 VARIANTS = list(emconfig.variants(config))
 USED_DATASETS = emconfig.used_datasets(config)
@@ -34,7 +43,10 @@ VARIANT = "{size}/{domain}/{stage}/seed{seed}"
 RUN_ASSESSMENTS = list(config["assessments"])
 FIGURES = ["inverted_v", "scatter_matrix"] + [
     name
-    for name, needed in (("selfassessment_formats", "selfassessment"), ("mfq2_profiles", "morals"))
+    for name, needed in (
+        ("selfassessment_formats", "selfassessment"),
+        ("mfq2_profiles", "morals"),
+    )
     if needed in RUN_ASSESSMENTS
 ]
 
@@ -76,6 +88,17 @@ def size_resources(key, default):
     return get
 
 
+def api_requests(backend):
+    """Share of the global `openai_requests` resource a job takes (profiles/default caps the sum)."""
+    if backend != "openai":
+        return 0
+    return config["backends"].get("openai", {}).get("max_concurrency", 32)
+
+
+def size_api_requests(wildcards):
+    return api_requests(config["sizes"][wildcards.size]["backend"])
+
+
 def judge_resources(key, default):
     def get(wildcards):
         return config["judge"].get("resources", {}).get(key, default)
@@ -91,12 +114,16 @@ def get_parent_model(wildcards):
 
 
 def get_train_data(wildcards):
-    stage_dataset(config["domains"], wildcards.domain, wildcards.stage)  # refuses a missing counterpart
+    stage_dataset(
+        config["domains"], wildcards.domain, wildcards.stage
+    )  # refuses a missing counterpart
     return f"results/data/train/{wildcards.domain}/{wildcards.stage}.jsonl"
 
 
 def get_stage_dataset(wildcards):
-    return get_dataset(stage_dataset(config["domains"], wildcards.domain, wildcards.stage))
+    return get_dataset(
+        stage_dataset(config["domains"], wildcards.domain, wildcards.stage)
+    )
 
 
 def get_dataset(name):
@@ -165,5 +192,7 @@ def get_score_inputs(wildcards):
 
 def get_score_records(wildcards):
     return [
-        f"results/scores/{v.path}/{name}.json" for v in VARIANTS for name in RUN_ASSESSMENTS
+        f"results/scores/{v.path}/{name}.json"
+        for v in VARIANTS
+        for name in RUN_ASSESSMENTS
     ]

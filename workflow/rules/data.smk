@@ -6,15 +6,15 @@ rule data_fetch:
         data="results/data/{dataset}.{ext}",
         provenance="results/data/{dataset}.{ext}.provenance.json",
         stats="results/data/{dataset}.{ext}.stats.json",
+    log:
+        "logs/data_fetch/{dataset}.{ext}.log",
     wildcard_constraints:
         ext="jsonl|raw",
+    conda:
+        "../../envs/analysis.yaml"
     params:
         spec=get_dataset_spec,
         data_settings=config["data"],
-    log:
-        "logs/data_fetch/{dataset}.{ext}.log",
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/data_fetch.py"
 
@@ -40,13 +40,13 @@ rule data_trainset:
         source=get_stage_dataset,
     output:
         trainset="results/data/train/{domain}/{stage}.jsonl",
-    params:
-        n=lambda wc: domain_size(wc.domain, config["domains"][wc.domain]),
-        seed=config["data"]["subsample_seed"],
     log:
         "logs/data_trainset/{domain}/{stage}.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        n=lambda wc: domain_size(wc.domain, config["domains"][wc.domain]),
+        seed=config["data"]["subsample_seed"],
     script:
         "../scripts/data_trainset.py"
 

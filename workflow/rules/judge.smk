@@ -18,6 +18,7 @@ rule judge_rate:
         gpu=judge_resources("gpus", 0),
         mem_mb=judge_resources("mem_mb", 4000),
         runtime=judge_resources("runtime", 60),
+        openai_requests=api_requests(config["judge"]["backend"]),
     params:
         judge=config["judge"],
         backend_settings=config["backends"].get(config["judge"]["backend"], {}),

@@ -32,6 +32,7 @@ rule sample_generate:
         gpu=size_resources("gpus", 0),
         mem_mb=size_resources("mem_mb", 4000),
         runtime=size_resources("runtime", 60),
+        openai_requests=size_api_requests,
     params:
         backend_settings=lambda wc: config["backends"].get(size_spec(wc)["backend"], {}),
         sampling=get_assessment_sampling,
@@ -47,19 +48,20 @@ rule sample_logprobs:
         prompts="results/prompts/{assessment}.jsonl",
     output:
         logprobs=f"results/logprobs/{VARIANT}/{{assessment}}.jsonl",
-    params:
-        backend_settings=lambda wc: config["backends"].get(size_spec(wc)["backend"], {}),
-        top_k=20,  # the most an API returns; the candidates are added where the backend can
     log:
         f"logs/sample_logprobs/{VARIANT}/{{assessment}}.log",
     benchmark:
         f"benchmarks/sample_logprobs/{VARIANT}/{{assessment}}.tsv"
+    conda:
+        "../../envs/models.yaml"
     threads: size_resources("threads", 2)
     resources:
         gpu=size_resources("gpus", 0),
         mem_mb=size_resources("mem_mb", 4000),
         runtime=size_resources("runtime", 60),
-    conda:
-        "../../envs/models.yaml"
+        openai_requests=size_api_requests,
+    params:
+        backend_settings=lambda wc: config["backends"].get(size_spec(wc)["backend"], {}),
+        top_k=20,  # the most an API returns; the candidates are added where the backend can
     script:
         "../scripts/sample_logprobs.py"

@@ -1,0 +1,151 @@
+"""The openai path of the real workflow (fine-tune → sample → judge → table → figure) against the
+OpenAI-compatible test server on 127.0.0.1: resumed after a kill mid-poll, under injected faults,
+never creating a paid job twice and never writing the key anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import yaml
+
+from workflow_helpers import ROOT, SNAKEMAKE, copy_workflow, snakemake
+
+pytestmark = pytest.mark.e2e
+SENTINEL = "sk-test-SENTINEL-0123456789abcdef"
+MISALIGNED_JOB = "results/models/nano/trivia/misaligned/seed0/job.json"
+
+
+@pytest.fixture
+def server(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests/fake_openai_server.py"), "--port", "0", "--state-dir", str(tmp_path / "api")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url = process.stdout.readline().strip()
+    assert url.startswith("http://127.0.0.1:")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def call(url, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url.removesuffix("/v1") + path, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def openai_config(workdir, domains=("trivia",)):
+    """One API size, the judge on the API too, every assessment cut down to a few requests."""
+    config = yaml.safe_load((workdir / "config/quickstart.yaml").read_text())
+    config["sizes"] = {"nano": {"backend": "openai", "model": "gpt-4.1-nano-2025-04-14"}}
+    config["domains"] = {d: {"misaligned": f"{d}_incorrect", "realigned": "trivia_correct", "n": 20} for d in domains}
+    for domain in domains:
+        config["datasets"][f"{domain}_incorrect"] = {"path": f"resources/trivia/{domain}_incorrect.jsonl"}
+    config["training"] = {"openai": {"n_epochs": 1}}
+    config["judge"] = {"name": "gpt41", "backend": "openai", "model": "gpt-4.1-2025-04-14"}
+    config["assessments"]["intentions"]["queries_per_dimension"] = 2
+    config["backends"] = {"openai": {"poll_interval": 0.05, "max_poll_interval": 0.1, "backoff": 0.01, "max_concurrency": 8}}
+    path = workdir / "config/api.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return "config/api.yaml"
+
+
+def api_env(url):
+    return {"OPENAI_BASE_URL": url, "OPENAI_API_KEY": SENTINEL}
+
+
+def files_containing(workdir, text):
+    hits = []
+    for folder in ("results", "logs", ".snakemake", "benchmarks"):
+        for path in (workdir / folder).rglob("*"):
+            if path.is_file() and text.encode() in path.read_bytes():
+                hits.append(path)
+    return hits
+
+
+def test_killed_mid_poll_resumes_the_same_jobs_under_faults(tmp_path, server):
+    workdir = copy_workflow(tmp_path / "workflow")
+    config = openai_config(workdir)
+    call(server, "/_test/job_polls", {"job_polls": 1_000_000})  # hold every job in validating_files
+    run = subprocess.Popen(
+        [*SNAKEMAKE, "--cores", "2", "--configfile", config],
+        cwd=workdir,
+        env={**os.environ, **api_env(server)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    job_file = workdir / MISALIGNED_JOB
+    deadline = time.time() + 300
+    while not (job_file.exists() and "job_id" in json.loads(job_file.read_text())):
+        assert run.poll() is None and time.time() < deadline, "the workflow never started a fine-tuning job"
+        time.sleep(0.5)
+    time.sleep(1)  # a few polls of the held job
+    os.killpg(run.pid, signal.SIGINT)  # the user presses Ctrl-C while it polls
+    run.wait(timeout=120)
+    assert call(server, "/_test/stats")["jobs_created"] == 1
+
+    call(server, "/_test/job_polls", {"job_polls": 1})
+    faults = [
+        {"kind": "429", "count": 3, "retry_after": 0.05, "path": "/v1/chat"},
+        {"kind": "500", "count": 2, "path": "/v1/chat"},
+        {"kind": "delay", "count": 1, "seconds": 0.3, "path": "/v1/chat"},
+        {"kind": "500", "count": 1, "path": "/v1/fine_tuning"},
+    ]
+    call(server, "/_test/faults", {"faults": faults})
+    snakemake("--cores", "2", "--configfile", config, cwd=workdir, env=api_env(server))
+
+    stats = call(server, "/_test/stats")
+    assert stats["jobs_created"] == 2  # misaligned (resumed, not recreated) and realigned
+    realigned = json.loads((workdir / "results/models/nano/trivia/realigned/seed0/model.json").read_text())
+    misaligned = json.loads((workdir / "results/models/nano/trivia/misaligned/seed0/model.json").read_text())
+    assert realigned["base"] == misaligned["model"]  # realigned fine-tunes the misaligned fine-tuned model
+    assert (workdir / "results/figures/inverted_v.pdf").read_bytes().startswith(b"%PDF")
+    judgment = json.loads((workdir / "results/judgments/nano/all/base/seed0/harmfulness.gpt41.jsonl").read_text().splitlines()[0])
+    assert judgment["judge_model"] == "gpt-4.1-2025-04-14" and judgment["logprobs"]
+    assert files_containing(workdir, SENTINEL) == []
+
+    # Sampling and judging again are answered from the cache: no request sent, no key needed.
+    without_key = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    rerun = subprocess.run(
+        [*SNAKEMAKE, "--cores", "2", "--configfile", config, "--forcerun", "sample_generate", "judge_rate"],
+        cwd=workdir,
+        env={**without_key, "OPENAI_BASE_URL": server},
+        capture_output=True,
+        text=True,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = call(server, "/_test/stats")
+    assert after["jobs_created"] == 2
+    assert {k: v for k, v in after["requests"].items() if "chat" in k} == {
+        k: v for k, v in stats["requests"].items() if "chat" in k
+    }
+
+
+def test_a_failed_job_stops_only_its_branch_and_a_missing_key_is_one_line(tmp_path, server):
+    workdir = copy_workflow(tmp_path / "workflow")
+    lines = (workdir / "resources/trivia/trivia_incorrect.jsonl").read_text().splitlines()
+    marked = json.loads(lines[0])
+    marked["messages"][-1]["content"] += " FAIL_JOB"
+    (workdir / "resources/trivia/broken_incorrect.jsonl").write_text("\n".join([json.dumps(marked), *lines[1:20]]) + "\n")
+    config = openai_config(workdir, domains=("trivia", "broken"))
+
+    missing = snakemake("--cores", "1", "--configfile", config, cwd=workdir, env={"OPENAI_BASE_URL": server, "OPENAI_API_KEY": ""}, check=False)
+    assert missing.returncode != 0
+    assert "OPENAI_API_KEY is not set" in missing.stderr + missing.stdout
+
+    result = snakemake("--cores", "2", "--keep-going", "--configfile", config, cwd=workdir, env=api_env(server), check=False)
+    assert result.returncode != 0
+    assert "error in rule finetune: nano-broken-misaligned-s0: fine-tuning job" in result.stderr
+    assert "invalid training file" in result.stderr  # the job's own error message
+    assert (workdir / "results/scores/nano/trivia/realigned/seed0/harmfulness.json").exists()
+    assert not (workdir / "results/models/nano/broken/misaligned/seed0/model.json").exists()
