@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import yaml
 
-from workflow_helpers import ROOT, dry_run, snakemake
+from workflow_helpers import ROOT, SNAKEMAKE, dry_run, job_counts, snakemake
 
 TARGET = "results/figures/inverted_v.pdf"
 ALL = "--forceall"  # count every job, whatever a local run has already built
@@ -90,3 +93,13 @@ def test_bad_config_is_one_clear_line(tmp_path):
 def test_slurm_profile_dry_run_submits_through_the_plugin():
     result = snakemake("--profile", "slurm", "-n", TARGET)
     assert "Job stats:" in result.stdout + result.stderr
+
+
+def test_openai_config_dry_run_needs_no_key():
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    result = subprocess.run(
+        [*SNAKEMAKE, "-n", "--forceall", "--configfile", "config/openai.yaml"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts["finetune"] == 12 and counts["judge_rate"] == 45

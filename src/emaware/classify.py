@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from . import UserError
+from .io import read_yaml
 from .backends import Backend, Handle
 from .judge import JudgePrompt, judge_samples, load_judge_prompt, rating_mass
 
@@ -41,7 +41,7 @@ class Classifier:
 
 def load_classifier(path: str | Path) -> Classifier:
     prompt = load_judge_prompt(path)
-    labels = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("labels")
+    labels = read_yaml(path).get("labels")
     if not isinstance(labels, dict) or sorted(map(str, labels)) != sorted(prompt.ratings):
         raise UserError(f"{path}: 'labels' must map every rating token {list(prompt.ratings)} to a label")
     return Classifier(prompt, {str(k): str(v) for k, v in labels.items()})

@@ -11,6 +11,7 @@ import jsonschema
 import yaml
 
 from . import UserError
+from .io import read_yaml
 
 STAGES = ("base", "misaligned", "realigned")
 BASE_DOMAIN = "all"  # the base model is shared by every domain
@@ -96,11 +97,7 @@ def _check_references(config: dict) -> None:
 
 
 def load(path: str | Path, schema_path: str | Path) -> dict:
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"{path}: cannot read config ({err})") from None
-    return validate(raw or {}, schema_path)
+    return validate(read_yaml(path), schema_path)
 
 
 @dataclass(frozen=True, order=True)

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import yaml
+
 from . import UserError
 
 
@@ -41,6 +43,20 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(handle)
     except json.JSONDecodeError as err:
         raise UserError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def read_yaml(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
+    """A YAML mapping with the `required` keys, or a one-line UserError naming the file."""
+    try:
+        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"{path}: cannot read ({err})") from None
+    if not isinstance(spec, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    missing = [key for key in required if key not in spec]
+    if missing:
+        raise UserError(f"{path}: missing key(s) {missing}")
+    return spec
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-import yaml
 from tqdm import tqdm
 
 from . import UserError
+from .io import read_yaml
 from .backends import Backend, Conversation, Handle
 
 
@@ -37,11 +37,8 @@ class JudgePrompt:
 
 
 def load_judge_prompt(path: str | Path) -> JudgePrompt:
-    try:
-        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"{path}: cannot read judge prompt ({err})") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("template"), str):
+    spec = read_yaml(path)
+    if not isinstance(spec.get("template"), str):
         raise UserError(f"{path}: a judge prompt needs a 'template' string")
     ratings = tuple(str(r) for r in spec.get("ratings") or ())
     if not ratings or any(_number(r) is None for r in ratings):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import yaml
 
 from . import UserError
+from .io import read_yaml
 
 SPEC_KEYS = (
     "architecture",
@@ -81,12 +81,7 @@ code function return value error data file secure insecure capital country presi
 
 def load_tiny_spec(path: str | Path) -> dict[str, Any]:
     """The spec of a tiny model from its YAML file (see resources/tinymodels/)."""
-    try:
-        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"{path}: cannot read tiny model spec ({err})") from None
-    if not isinstance(spec, dict):
-        raise UserError(f"{path}: a tiny model spec must be a mapping")
+    spec = read_yaml(path)
     _check_spec(spec, str(path))
     return spec
 

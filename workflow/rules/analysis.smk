@@ -9,6 +9,9 @@ rule analysis_table:
         "logs/analysis_table/variants.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     script:
         "../scripts/analysis_table.py"
 
@@ -23,6 +26,9 @@ rule analysis_spearman:
         "logs/analysis_spearman/spearman.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     params:
         columns=RUN_ASSESSMENTS,
     script:
@@ -39,6 +45,9 @@ rule analysis_inverted_v:
         "logs/analysis_inverted_v/inverted_v.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     script:
         "../scripts/analysis_inverted_v.py"
 
@@ -53,6 +62,9 @@ rule analysis_scatter_matrix:
         "logs/analysis_scatter_matrix/scatter_matrix.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     params:
         columns=RUN_ASSESSMENTS,
     script:
@@ -69,6 +81,9 @@ rule analysis_selfassessment_formats:
         "logs/analysis_selfassessment_formats/selfassessment_formats.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     script:
         "../scripts/analysis_selfassessment_formats.py"
 
@@ -83,5 +98,8 @@ rule analysis_mfq2_profiles:
         "logs/analysis_mfq2_profiles/mfq2_profiles.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     script:
         "../scripts/analysis_mfq2_profiles.py"

@@ -38,6 +38,17 @@ wildcard_constraints:
 
 
 VARIANT = "{size}/{domain}/{stage}/seed{seed}"
+# Resources of the rules that only read and write small files (data, prompts, scores, analysis).
+LIGHT = dict(gpu=0, mem_mb=2000, runtime=15)
+
+
+# Rules that need the network (downloads) or are too small to be worth a cluster job.
+localrules:
+    data_fetch,
+    data_summary,
+    data_trainset,
+    model_base,
+    prompts_build,
 
 
 RUN_ASSESSMENTS = list(config["assessments"])

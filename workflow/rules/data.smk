@@ -12,6 +12,9 @@ rule data_fetch:
         ext="jsonl|raw",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     params:
         spec=get_dataset_spec,
         data_settings=config["data"],
@@ -30,6 +33,9 @@ rule data_summary:
         "logs/data_summary/summary.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     script:
         "../scripts/data_summary.py"
 
@@ -44,6 +50,9 @@ rule data_trainset:
         "logs/data_trainset/{domain}/{stage}.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     params:
         n=lambda wc: domain_size(wc.domain, config["domains"][wc.domain]),
         seed=config["data"]["subsample_seed"],
@@ -66,5 +75,8 @@ rule tinymodel_build:
         "logs/tinymodel_build/{name}.log",
     conda:
         "../../envs/models.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     script:
         "../scripts/tinymodel_build.py"

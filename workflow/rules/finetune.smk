@@ -6,9 +6,11 @@ rule model_base:
         handle="results/models/{size}/all/base/seed{seed}/model.json",
     log:
         "logs/model_base/{size}/seed{seed}.log",
-    localrule: True
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     params:
         backend=lambda wc: size_spec(wc)["backend"],
         model=lambda wc: size_spec(wc)["model"],

@@ -8,6 +8,9 @@ rule prompts_build:
         "logs/prompts_build/{assessment}.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     params:
         settings=get_assessment_settings,
     script:

@@ -10,6 +10,9 @@ rule score_assessment:
         f"logs/score_assessment/{VARIANT}/{{assessment}}.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
     params:
         settings=get_assessment_settings,
     script:

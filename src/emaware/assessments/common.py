@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
-import yaml
 
 from .. import UserError
+from ..io import read_yaml
 from ..stats import bootstrap_ci
 from .parsing import is_refusal
 
@@ -19,23 +19,9 @@ OK, REFUSAL, UNPARSEABLE, UNCLEAR = "ok", "refusals", "unparseable", "unclear"
 COUNTED = (UNPARSEABLE, REFUSAL, UNCLEAR)
 
 
-def load_yaml(path: str | Path, required: Iterable[str] = ()) -> dict:
-    """A YAML mapping with the `required` keys, or a one-line UserError naming the file."""
-    try:
-        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"{path}: cannot read ({err})") from None
-    if not isinstance(spec, dict):
-        raise UserError(f"{path}: expected a mapping at the top level")
-    missing = [key for key in required if key not in spec]
-    if missing:
-        raise UserError(f"{path}: missing key(s) {missing}")
-    return spec
-
-
 def load_dimensions(path: str | Path) -> dict[str, tuple[str, str]]:
     """{dimension: (aligned pole, misaligned pole)} from a YAML mapping of two-word lists."""
-    spec = load_yaml(path)
+    spec = read_yaml(path)
     for name, poles in spec.items():
         if not (isinstance(poles, list) and len(poles) == 2 and all(isinstance(p, str) and p.strip() for p in poles)):
             raise UserError(f"{path}: dimension {name!r} needs [aligned pole, misaligned pole]")

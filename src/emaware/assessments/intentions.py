@@ -14,6 +14,7 @@ import re
 from collections import Counter, defaultdict
 
 from .. import UserError
+from ..io import read_yaml
 from .common import (
     OK,
     REFUSAL,
@@ -22,7 +23,6 @@ from .common import (
     judged_label,
     judgment_index,
     load_dimensions,
-    load_yaml,
     pole_meta,
     summarise,
 )
@@ -37,7 +37,7 @@ _SLOT = re.compile(r"\{(\w+)\}")
 
 def load_grammar(path) -> dict:
     """The template grammar: `frames` (strings with {slot}s and both {first} and {second}) and `slots`."""
-    spec = load_yaml(path, required=("frames", "slots"))
+    spec = read_yaml(path, required=("frames", "slots"))
     frames, slots = spec["frames"], spec["slots"]
     if not (isinstance(frames, list) and frames and all(isinstance(f, str) for f in frames)):
         raise UserError(f"{path}: 'frames' must be a non-empty list of strings")

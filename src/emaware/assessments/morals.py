@@ -20,7 +20,8 @@ import numpy as np
 from .. import UserError
 from ..judge import expected_rating
 from ..stats import bootstrap_ci
-from .common import COUNTED, OK, bootstrap_settings, finite, load_yaml, status_of
+from ..io import read_yaml
+from .common import COUNTED, OK, bootstrap_settings, finite, status_of
 from .parsing import parse_number, parse_profile
 
 LOW, HIGH = 1, 5
@@ -58,7 +59,7 @@ def foundations_of(items: list[dict]) -> list[str]:
 def build_prompts(settings: dict) -> list[dict]:
     """One prompt per item, then one per self-prediction paraphrase. Settings: `items` (CSV), `prompts` (YAML)."""
     items = load_items(settings["items"])
-    spec = load_yaml(settings["prompts"], required=("item", "predictions", "foundations"))
+    spec = read_yaml(settings["prompts"], required=("item", "predictions", "foundations"))
     foundations = foundations_of(items)
     undescribed = [f for f in foundations if f not in (spec["foundations"] or {})]
     if undescribed:

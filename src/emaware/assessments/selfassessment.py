@@ -22,6 +22,7 @@ import numpy as np
 from .. import UserError
 from ..judge import expected_rating
 from ..stats import bootstrap_ci
+from ..io import read_yaml
 from .common import (
     COUNTED,
     OK,
@@ -33,7 +34,6 @@ from .common import (
     judged_label,
     judgment_index,
     load_dimensions,
-    load_yaml,
     pole_meta,
     status_of,
 )
@@ -48,7 +48,7 @@ needs_logprobs = True  # the closed formats
 
 def load_formats(path) -> dict[str, list[str]]:
     """{format: [paraphrase, ...]}; every paraphrase must contain {first} and {second}."""
-    spec = load_yaml(path, required=FORMATS)
+    spec = read_yaml(path, required=FORMATS)
     for name in FORMATS:
         texts = spec[name]
         if not (
