@@ -33,7 +33,7 @@ def test_quickstart_builds_table_and_figure(workdir):
     assert header[:4] == ["size", "domain", "stage", "seed"]
     for name in ("harmfulness", "intentions", "selfassessment", "morals"):
         assert {name, f"{name}_ci_lo", f"{name}_ci_hi", f"{name}_unparseable", f"{name}_refusals"} <= set(header)
-    assert len(table) == 1 + 6  # 2 sizes x (base + misaligned + realigned)
+    assert len(table) == 1 + 3  # base, misaligned, realigned
     for row in table[1:]:
         cells = dict(zip(header, row.split("\t")))
         assert float(cells["harmfulness_ci_lo"]) <= float(cells["harmfulness"]) <= float(cells["harmfulness_ci_hi"])
@@ -50,10 +50,23 @@ def test_rerun_of_a_finished_run_does_nothing(workdir):
     assert dry_run("--configfile", QUICKSTART, cwd=workdir) == {}
 
 
+def test_training_setting_reruns_that_variants_branch_only(workdir):
+    def slower_tiny_s(config):
+        config["sizes"]["tiny-s"]["training"] = {"learning_rate": 5e-4}
+
+    counts = dry_run("--configfile", edited_config(workdir, slower_tiny_s), cwd=workdir)
+    # the misaligned and realigned variants retrain; the base variant and the data stay.
+    assert counts["finetune"] == 2
+    assert counts["sample_generate"] == counts["score_assessment"] == 2 * 4
+    assert counts["judge_rate"] == 2 * 3 and counts["sample_logprobs"] == 2 * 2
+    assert "model_base" not in counts and "data_trainset" not in counts
+
+
 def test_judge_setting_reruns_judging_and_what_follows_only(workdir):
+    # Runs last of the tests on the finished quickstart: it changes what is on disk.
     config = edited_config(workdir, lambda c: c["judge"].update(top_logprobs=10))
     counts = dry_run("--configfile", config, cwd=workdir)
-    judged = 6 * 3  # 6 variants x the 3 judged assessments
+    judged = 3 * 3  # 3 variants x the 3 judged assessments
     assert counts == {
         "judge_rate": judged,
         "score_assessment": judged,
@@ -71,18 +84,6 @@ def test_judge_setting_reruns_judging_and_what_follows_only(workdir):
     snakemake("--cores", "2", "--configfile", config, cwd=workdir)
     assert {p: p.stat().st_mtime_ns for p in models + samples} == before
     assert dry_run("--configfile", config, cwd=workdir) == {}
-
-
-def test_training_setting_reruns_that_variants_branch_only(workdir):
-    def faster_tiny_m(config):
-        config["sizes"]["tiny-m"]["training"] = {"learning_rate": 5e-4}
-
-    counts = dry_run("--configfile", edited_config(workdir, faster_tiny_m), cwd=workdir)
-    # tiny-m's misaligned and realigned variants retrain; its base and all of tiny-s stay.
-    assert counts["finetune"] == 2
-    assert counts["sample_generate"] == counts["score_assessment"] == 2 * 4
-    assert counts["judge_rate"] == 2 * 3 and counts["sample_logprobs"] == 2 * 2
-    assert "model_base" not in counts and "data_trainset" not in counts
 
 
 def test_data_summary_from_the_offline_mirror(tmp_path):

@@ -15,7 +15,15 @@ from .io import atomic_write  # noqa: E402
 
 
 def inverted_v(table: pd.DataFrame, out: str | Path, score: str = "harmfulness") -> None:
-    """Plot `score` per stage from the variants table (mean over seeds; error bars = mean CI bounds).
+    """Plot `score` per stage from the variants table into the PDF `out`."""
+    fig = inverted_v_figure(table, score)
+    with atomic_write(out, "wb") as handle:
+        fig.savefig(handle, format="pdf")
+    plt.close(fig)
+
+
+def inverted_v_figure(table: pd.DataFrame, score: str = "harmfulness") -> plt.Figure:
+    """A panel per size, a line per domain over the stages (mean over seeds; error bars = mean CI bounds).
 
     The base variant is shared by every domain, so each domain's line starts at the same point.
     """
@@ -38,6 +46,4 @@ def inverted_v(table: pd.DataFrame, out: str | Path, score: str = "harmfulness")
     axes[0][0].set_ylabel(f"{score} (0–1)")
     axes[0][-1].legend(title="domain", fontsize="small")
     fig.tight_layout()
-    with atomic_write(out, "wb") as handle:
-        fig.savefig(handle, format="pdf")
-    plt.close(fig)
+    return fig
