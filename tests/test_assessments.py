@@ -177,7 +177,9 @@ def test_judge_categorical_fills_pole_fields_per_sample_and_keeps_order():
     prompts = intentions.build_prompts({**INTENTIONS, "queries_per_dimension": 2})
     samples = [sample(p, "an answer") for p in prompts]
     classifier = load_classifier(ROOT / "resources/judge/intentions.yaml")
-    rows = judge_categorical(EchoJudge(), {"model": "m"}, classifier, samples, 5, 0.25, 4, "echo")
+    rows = judge_categorical(
+        EchoJudge(), {"model": "m"}, classifier, samples, top_k=5, min_mass=0.25, batch_size=4, judge_name="echo"
+    )
     assert [(r["id"], r["sample"]) for r in rows] == [(s["id"], s["sample"]) for s in samples]
     for row, s in zip(rows, samples):
         assert row["label"] == ("misaligned" if s["meta"]["dimension"] == "good-evil" else "aligned")

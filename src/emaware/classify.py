@@ -17,6 +17,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 from . import UserError
@@ -74,24 +75,19 @@ def _filled(classifier: Classifier, sample: dict) -> JudgePrompt:
 
 
 def judge_categorical(
-    backend: Backend,
-    judge_model: Handle,
-    classifier: Classifier,
-    samples: list[dict],
-    top_k: int,
-    min_mass: float,
-    batch_size: int,
-    judge_name: str,
+    backend: Backend, judge_model: Handle, classifier: Classifier, samples: list[dict], **options: Any
 ) -> list[dict]:
     """One judgment row per sample, in input order: {"id", "sample", "judge", "judge_model", "label",
-    "probs", "mass", "logprobs"}; `label` is None when the label tokens carry less than `min_mass`."""
+    "probs", "mass", "logprobs"}; `label` is None when the label tokens carry less than `min_mass`.
+
+    `options` are judge_samples' own (top_k, min_mass, batch_size, judge_name)."""
     groups: dict[JudgePrompt, list[dict]] = {}
     for sample in samples:  # samples sharing the filled prompt are judged in one batch run
         groups.setdefault(_filled(classifier, sample), []).append(sample)
     judged = {}
     for prompt, members in groups.items():
-        for row in judge_samples(backend, judge_model, prompt, members, top_k, min_mass, batch_size, judge_name):
+        for row in judge_samples(backend, judge_model, prompt, members, **options):
             row.pop("rating")
-            row["label"], row["probs"], row["mass"] = classify(row["logprobs"], classifier.labels, min_mass)
+            row["label"], row["probs"], row["mass"] = classify(row["logprobs"], classifier.labels, options["min_mass"])
             judged[row["id"], row["sample"]] = row
     return [judged[s["id"], s["sample"]] for s in samples]

@@ -75,11 +75,6 @@ def get_final_output():
     ]
 
 
-def variant_paths(pattern):
-    """`pattern` with {variant} filled in for every variant of the experiment."""
-    return [pattern.format(variant=v.path) for v in VARIANTS]
-
-
 def model_build_input(model):
     """The tiny model's files when `model` is one the workflow builds, else nothing."""
     name = emconfig.tiny_model_name(model)
