@@ -305,3 +305,15 @@ def test_vllm_gets_one_lora_or_a_merged_checkpoint(fake_vllm, trained):
     backend._vllm_generate(second, PROMPTS, 1, sampling)
     assert FakeLLM.made[-1]["model"] != base["model"] and "enable_lora" not in FakeLLM.made[-1]
     assert backend._loaded[1].had_config and backend._loaded[1].calls[1] is None
+
+
+def test_auto_device_spreads_a_model_over_several_gpus(monkeypatch):
+    import torch
+
+    from emaware.backends.local import LocalBackend
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert LocalBackend({"device": "auto"})._device_map(torch.device("cuda")) == "auto"
+    assert LocalBackend({"device": "cuda:1"})._device_map(torch.device("cuda:1")) == "cuda:1"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert LocalBackend({"device": "auto"})._device_map(torch.device("cuda")) == "cuda"

@@ -208,6 +208,13 @@ class LocalBackend(Backend):
                 f"backends.local.device: {name!r} is not a torch device (auto, cpu, cuda, cuda:N)"
             ) from None
 
+    def _device_map(self, device: torch.device) -> str:
+        """Spread a model over every visible GPU when the device is `auto` and there are several
+        (a 32B model in bf16 does not fit one 80 GB card with room to train); else one device."""
+        if str(self.settings.get("device", "auto")) == "auto" and torch.cuda.device_count() > 1:
+            return "auto"
+        return str(device)
+
     def _dtype(self, device: torch.device):
         name = str(self.settings.get("dtype", "auto"))
         if name != "auto" and name not in DTYPES:
@@ -223,7 +230,9 @@ class LocalBackend(Backend):
 
         device = self._device()
         tokenizer = AutoTokenizer.from_pretrained(handle["model"])
-        net = AutoModelForCausalLM.from_pretrained(handle["model"], dtype=self._dtype(device), device_map=str(device))
+        net = AutoModelForCausalLM.from_pretrained(
+            handle["model"], dtype=self._dtype(device), device_map=self._device_map(device)
+        )
         for adapter in handle.get("adapters", []):
             if not (Path(adapter) / "adapter_config.json").is_file():
                 raise UserError(f"{adapter}: no LoRA adapter there (adapter_config.json missing)")
