@@ -43,7 +43,7 @@ def call(url, path, body=None):
         return json.load(response)
 
 
-def openai_config(workdir, domains=("trivia",)):
+def openai_config(workdir, domains=("trivia",), **openai_settings):
     """One API size, the judge on the API too, every assessment cut down to a few requests."""
     config = yaml.safe_load((workdir / "config/quickstart.yaml").read_text())
     config["sizes"] = {"nano": {"backend": "openai", "model": "gpt-4.1-nano-2025-04-14"}}
@@ -53,7 +53,9 @@ def openai_config(workdir, domains=("trivia",)):
     config["training"] = {"openai": {"n_epochs": 1}}
     config["judge"] = {"name": "gpt41", "backend": "openai", "model": "gpt-4.1-2025-04-14"}
     config["assessments"]["intentions"]["queries_per_dimension"] = 2
-    config["backends"] = {"openai": {"poll_interval": 0.05, "max_poll_interval": 0.1, "backoff": 0.01, "max_concurrency": 8}}
+    config["backends"] = {
+        "openai": {"poll_interval": 0.05, "max_poll_interval": 0.1, "backoff": 0.01, "max_concurrency": 8, **openai_settings}
+    }
     path = workdir / "config/api.yaml"
     path.write_text(yaml.safe_dump(config))
     return "config/api.yaml"
@@ -149,3 +151,14 @@ def test_a_failed_job_stops_only_its_branch_and_a_missing_key_is_one_line(tmp_pa
     assert "invalid training file" in result.stderr  # the job's own error message
     assert (workdir / "results/scores/nano/trivia/realigned/seed0/harmfulness.json").exists()
     assert not (workdir / "results/models/nano/broken/misaligned/seed0/model.json").exists()
+
+
+def test_batch_api_switch_sends_sampling_and_judging_as_batches(tmp_path, server):
+    workdir = copy_workflow(tmp_path / "workflow")
+    config = openai_config(workdir, batch_api=True)
+    snakemake("--cores", "2", "results/tables/variants.tsv", "--configfile", config, cwd=workdir, env=api_env(server))
+    stats = call(server, "/_test/stats")
+    assert stats["batches_created"] > 0
+    assert not any("chat" in endpoint for endpoint in stats["requests"])  # nothing sent one by one
+    table = (workdir / "results/tables/variants.tsv").read_text().splitlines()
+    assert len(table) == 1 + 3
