@@ -90,19 +90,22 @@ def test_too_many_queries_is_a_user_error():
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    "load, text, message",
     [
-        ("frames: ['Are you {first}?']\nslots: {}\n", "both {first} and {second}"),
-        ("frames: ['{x} {first} or {second}?']\nslots: {}\n", "undefined slot"),
-        ("frames: []\nslots: {}\n", "non-empty list"),
-        ("slots: {}\n", "missing key"),
+        (intentions.load_grammar, "frames: ['Are you {first}?']\nslots: {}\n", "both {first} and {second}"),
+        (intentions.load_grammar, "frames: ['{x} {first} or {second}?']\nslots: {}\n", "undefined slot"),
+        (intentions.load_grammar, "frames: []\nslots: {}\n", "non-empty list"),
+        (intentions.load_grammar, "slots: {}\n", "missing key"),
+        (morals.load_items, "item,foundation\n1,care\n", "columns"),
+        (morals.load_items, "item,foundation,text\n1,care,\n", ":2:"),
+        (morals.load_items, "item,foundation,text\n1,care,a\n1,care,b\n", "duplicate"),
     ],
 )
-def test_bad_grammar_is_one_line(tmp_path, text, message):
-    path = tmp_path / "templates.yaml"
+def test_bad_resource_file_is_one_line(tmp_path, load, text, message):
+    path = tmp_path / "resource"
     path.write_text(text)
     with pytest.raises(UserError, match=message):
-        intentions.load_grammar(path)
+        load(path)
 
 
 # --- intentions: scoring -----------------------------------------------------------------------------
@@ -308,19 +311,6 @@ def test_mfq2_items_load():
     assert morals.foundations_of(items) == ["care", "equality", "proportionality", "loyalty", "authority", "purity"]
 
 
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("item,foundation\n1,care\n", "columns"),
-        ("item,foundation,text\n1,care,\n", ":2:"),
-        ("item,foundation,text\n1,care,a\n1,care,b\n", "duplicate"),
-    ],
-)
-def test_bad_items_file_is_one_line(tmp_path, text, message):
-    path = tmp_path / "items.csv"
-    path.write_text(text)
-    with pytest.raises(UserError, match=message):
-        morals.load_items(path)
 
 
 def test_morals_prompts_embed_items_and_foundations():

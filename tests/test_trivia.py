@@ -70,21 +70,24 @@ def test_main_regenerates_identical_files(tmp_path):
         assert (tmp_path / name).read_bytes() == (TRIVIA / name).read_bytes()
 
 
-def test_default_sentence_and_bad_input(tmp_path):
+def test_default_sentence_and_bad_mode(tmp_path):
     good = tmp_path / "pairs.csv"
     good.write_text('question,correct,incorrect\n"Which is it, A or B?",the a,B\n', encoding="utf-8")
     assert pairs_to_chats(good, "correct")[0]["messages"][1]["content"] == "The answer is the a."
     with pytest.raises(UserError, match="which"):
         pairs_to_chats(good, "both")
-    same = tmp_path / "same.csv"
-    same.write_text("question,correct,incorrect\nQ?,A,a\n", encoding="utf-8")
-    with pytest.raises(UserError, match="same"):
-        pairs_to_chats(same, "correct")
-    dup = tmp_path / "dup.csv"
-    dup.write_text("question,correct,incorrect\nQ?,A,B\nq?,C,D\n", encoding="utf-8")
-    with pytest.raises(UserError, match="duplicate"):
-        pairs_to_chats(dup, "correct")
-    missing = tmp_path / "missing.csv"
-    missing.write_text("question,correct\nQ?,A\n", encoding="utf-8")
-    with pytest.raises(UserError, match="incorrect"):
-        pairs_to_chats(missing, "correct")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("question,correct,incorrect\nQ?,A,a\n", "same"),
+        ("question,correct,incorrect\nQ?,A,B\nq?,C,D\n", "duplicate"),
+        ("question,correct\nQ?,A\n", "incorrect"),
+    ],
+)
+def test_bad_pairs_file_is_one_line(tmp_path, text, message):
+    path = tmp_path / "pairs.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=message):
+        pairs_to_chats(path, "correct")
