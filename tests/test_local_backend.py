@@ -180,7 +180,7 @@ def test_bad_hparams_and_files_are_user_errors(backend, trained, train_files, tm
         backend.train(base, train_files[0], {**HPARAMS, "lr_scheduler": "zigzag"}, tmp_path, "x")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"text": "no messages"}\n')
-    with pytest.raises(UserError, match="bad.jsonl: record 2"):
+    with pytest.raises(UserError, match="bad.jsonl:2: "):
         backend.train(base, bad, HPARAMS, tmp_path, "x")
 
 

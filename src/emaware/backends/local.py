@@ -22,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from .. import UserError
-from ..io import read_jsonl, write_jsonl
+from ..data import read_chat_file
+from ..io import write_jsonl
 from .base import Backend, Conversation, Handle, log
 
 IGNORE = -100  # label of tokens that carry no loss
@@ -307,24 +308,8 @@ def encode_chat(tokenizer, messages: Conversation, max_length: int | None = None
     return ids, labels
 
 
-def read_chats(path: Path) -> list[Conversation]:
-    """The conversations of a chat JSONL file (one `{"messages": [...]}` per line)."""
-    chats = []
-    for number, row in enumerate(read_jsonl(path), 1):
-        messages = row.get("messages") if isinstance(row, dict) else None
-        if not isinstance(messages, list) or not all(
-            isinstance(m, dict)
-            and m.get("role") in ("system", "user", "assistant")
-            and isinstance(m.get("content"), str)
-            for m in messages
-        ):
-            raise UserError(f"{path}: record {number} needs 'messages': a list of {{role, content}} chat messages")
-        chats.append(messages)
-    return chats
-
-
 def _encode_file(tokenizer, path: Path, max_length: int) -> list[tuple[list[int], list[int]]]:
-    examples = [encode_chat(tokenizer, chat, max_length) for chat in read_chats(path)]
+    examples = [encode_chat(tokenizer, chat, max_length) for chat in read_chat_file(path)]
     kept = [(ids, labels) for ids, labels in examples if any(label != IGNORE for label in labels[1:])]
     if len(kept) < len(examples):
         log.warning(

@@ -32,7 +32,8 @@ import openai
 
 from .. import UserError
 from ..cost import Budget, Estimate, chat_tokens, find_price, requests_estimate, training_estimate, usage_cost
-from ..io import read_json, read_jsonl, write_json
+from ..data import read_chat_file
+from ..io import read_json, write_json
 from ..openai_cache import ResponseCache, request_key
 from .base import Backend, Conversation, Handle
 
@@ -43,7 +44,6 @@ CHAT = "/v1/chat/completions"
 DEFAULT_CACHE = "results/cache/openai.sqlite"
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed")
 HPARAM_KEYS = ("n_epochs", "batch_size", "learning_rate_multiplier")
-ROLES = {"system", "user", "assistant"}
 MIN_EXAMPLES = 10  # the fine-tuning API rejects smaller training files
 SUFFIX_MAX = 64  # the API's limit on a fine-tuned model's suffix
 MAX_TOP_LOGPROBS = 20
@@ -436,23 +436,13 @@ def job_params(parent_id: str, hparams: dict[str, Any], tag: str) -> dict[str, A
 
 def read_training_file(path: Path, max_example_tokens: int) -> list[list[dict]]:
     """The conversations of a chat-format training file, checked as the fine-tuning API checks them."""
-    rows = read_jsonl(path)
-    for number, row in enumerate(rows, 1):
+    conversations = read_chat_file(path)
+    for number, messages in enumerate(conversations, 1):
         where = f"{path}: example {number}"
-        messages = row.get("messages") if isinstance(row, dict) else None
-        if not isinstance(messages, list) or not messages:
-            raise UserError(f"{where}: needs a non-empty 'messages' list")
-        for message in messages:
-            if (
-                not isinstance(message, dict)
-                or message.get("role") not in ROLES
-                or not isinstance(message.get("content"), str)
-            ):
-                raise UserError(f"{where}: each message needs a role ({', '.join(sorted(ROLES))}) and a string content")
         if not any(m["role"] == "assistant" for m in messages):
             raise UserError(f"{where}: has no assistant message to learn from")
         if chat_tokens(messages) > max_example_tokens:
             raise UserError(f"{where}: about {chat_tokens(messages)} tokens, over the limit of {max_example_tokens}")
-    if len(rows) < MIN_EXAMPLES:
-        raise UserError(f"{path}: {len(rows)} examples; the fine-tuning API needs at least {MIN_EXAMPLES}")
-    return [row["messages"] for row in rows]
+    if len(conversations) < MIN_EXAMPLES:
+        raise UserError(f"{path}: {len(conversations)} examples; the fine-tuning API needs at least {MIN_EXAMPLES}")
+    return conversations

@@ -3,7 +3,7 @@
 from .fetch import fetch_dataset, file_digests, provenance_path
 from .select import PAPER_SIZES, domain_size, stage_dataset, subsample, subsample_file
 from .summary import summary_table, write_summary
-from .validate import validate_chat_file
+from .validate import read_chat_file, validate_chat_file
 
 __all__ = [
     "PAPER_SIZES",
@@ -11,6 +11,7 @@ __all__ = [
     "fetch_dataset",
     "file_digests",
     "provenance_path",
+    "read_chat_file",
     "stage_dataset",
     "subsample",
     "subsample_file",

@@ -84,6 +84,15 @@ def validate_chat_file(
     }
 
 
+def read_chat_file(path: str | os.PathLike) -> list[list[dict]]:
+    """The conversations of a chat JSONL file, each row's structure checked (FILE:LINE on the first bad one).
+
+    The order of turns is left to validate_chat_file, which the workflow runs on every dataset first.
+    """
+    with open(path, encoding="utf-8") as handle:
+        return [_parse_line(line, f"{path}:{number}") for number, line in enumerate(handle, 1) if line.strip()]
+
+
 def _token_counter(tokenizer: Any):
     if tokenizer is None:
         return lambda text: len(text.split())
