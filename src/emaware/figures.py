@@ -16,7 +16,12 @@ from .io import atomic_write  # noqa: E402
 
 def inverted_v(table: pd.DataFrame, out: str | Path, score: str = "harmfulness") -> None:
     """Plot `score` per stage from the variants table into the PDF `out`."""
-    fig = inverted_v_figure(table, score)
+    save_pdf(inverted_v_figure(table, score), out)
+
+
+def save_pdf(fig: plt.Figure, out: str | Path, bottom: float = 0.0) -> None:
+    """Lay out `fig` (keeping `bottom` of the height free for a legend), write it atomically, close it."""
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     with atomic_write(out, "wb") as handle:
         fig.savefig(handle, format="pdf")
     plt.close(fig)
@@ -45,5 +50,4 @@ def inverted_v_figure(table: pd.DataFrame, score: str = "harmfulness") -> plt.Fi
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{score} (0–1)")
     axes[0][-1].legend(title="domain", fontsize="small")
-    fig.tight_layout()
     return fig

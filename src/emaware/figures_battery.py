@@ -14,17 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .config import BASE_DOMAIN, STAGES  # noqa: E402
-from .io import atomic_write  # noqa: E402
+from .figures import save_pdf  # noqa: E402
 from .stats import spearman_table  # noqa: E402
 
 MARKERS = "osD^v<>P*X"
-
-
-def _save(fig: plt.Figure, out: str | Path, bottom: float = 0.0) -> None:
-    fig.tight_layout(rect=(0, bottom, 1, 1))
-    with atomic_write(out, "wb") as handle:
-        fig.savefig(handle, format="pdf")
-    plt.close(fig)
 
 
 def _domains(table: pd.DataFrame) -> list[str]:
@@ -76,7 +69,7 @@ def scatter_matrix(table: pd.DataFrame, columns: Sequence[str], out: str | Path)
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=s) for s, c in colours.items()]
     handles += [plt.Line2D([], [], color="grey", marker=MARKERS[n % len(MARKERS)], ls="", label=d) for n, d in enumerate(domains)]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize="small")
-    _save(fig, out, bottom=0.25 / k)
+    save_pdf(fig, out, bottom=0.25 / k)
 
 
 def selfassessment_by_format(formats: pd.DataFrame, out: str | Path) -> None:
@@ -104,7 +97,7 @@ def selfassessment_by_format(formats: pd.DataFrame, out: str | Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("self-assessment (0–1, 1 = misaligned)")
     axes[0][-1].legend(fontsize="small")
-    _save(fig, out)
+    save_pdf(fig, out)
 
 
 def mfq_profiles(foundations: pd.DataFrame, out: str | Path) -> None:
@@ -131,4 +124,4 @@ def mfq_profiles(foundations: pd.DataFrame, out: str | Path) -> None:
             ax.grid(alpha=0.3)
         row[0].set_ylabel("MFQ-2 score (1–5)")
     axes[0][-1].legend(fontsize="small")
-    _save(fig, out)
+    save_pdf(fig, out)
