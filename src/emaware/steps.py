@@ -112,14 +112,13 @@ def judge_rate(assessment: str, samples: str, judge_prompt: str, judgments: str,
 
     module = ASSESSMENTS[assessment]
     backend = get_backend(judge["backend"], backend_settings)
+    judge_model = backend.base_handle(judge["model"])
     options = dict(top_k=judge["top_logprobs"], min_mass=judge["min_mass"], batch_size=judge["batch_size"], judge_name=judge["name"])
     rows = read_jsonl(samples)
     if hasattr(module, "to_judge"):
-        judged = judge_categorical(
-            backend, backend.base_handle(judge["model"]), load_classifier(judge_prompt), module.to_judge(rows), **options
-        )
+        judged = judge_categorical(backend, judge_model, load_classifier(judge_prompt), module.to_judge(rows), **options)
     else:
-        judged = judge_samples(backend, backend.base_handle(judge["model"]), load_judge_prompt(judge_prompt), rows, **options)
+        judged = judge_samples(backend, judge_model, load_judge_prompt(judge_prompt), rows, **options)
     unscored = sum(r.get("rating", r.get("label")) is None for r in judged)
     log.info("judged %d samples, %d without a score (mass on the answer tokens < %s)", len(judged), unscored, judge["min_mass"])
     write_jsonl(judgments, judged)
