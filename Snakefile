@@ -5,8 +5,9 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
-# A --configfile given on the command line is the whole config (not merged into the paper's).
-if not config:
+# A --configfile given on the command line is the whole config (not merged into the paper's);
+# --config KEY=VALUE overrides either.
+if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
 

@@ -4,12 +4,15 @@ Standard library only. It binds to 127.0.0.1 on an ephemeral port and runs eithe
 (`FakeOpenAI(state_dir)` as a context manager) or as a process:
 
     python tests/fake_openai_server.py --port 0 --state-dir DIR [--job-polls N] [--faults FILE]
+        [--latency SECONDS] [--ignore-metadata-filter]
 
 which prints its base URL (`http://127.0.0.1:PORT/v1`) as the first line of stdout.
 
 Files, jobs and batches persist as JSON under the state dir, so a second client process (a workflow
 killed mid-poll and re-run) sees the same jobs. `GET /_test/stats` counts requests per endpoint,
-the jobs, files and batches created, and the most requests in flight at once.
+the jobs, files and batches created, the most chat requests in flight at once (and the most batches
+running at once), and the top-level fields of every chat body (sent directly or in a batch).
+`GET /_test/timeline` lists `[seconds, chat requests in flight]` at every change, for benchmarks.
 
 Behaviour worth knowing:
 - A job (or batch) advances one status every `job_polls` GETs of it:
@@ -18,6 +21,11 @@ Behaviour worth knowing:
 - A job fails when its training file or its suffix contains the marker `FAIL_JOB`.
 - A chat reply's content is a deterministic function of the request (no randomness), so a batch
   and a direct request with the same body give the same reply.
+- Slow replies (`latency`): every direct chat request takes between 0.5 and 1.5 × `latency` seconds,
+  a deterministic function of its body, as real replies vary in length.
+- `ignore_metadata_filter`: the job list ignores `metadata[...]` filters, as some OpenAI-compatible
+  servers do, so a client must check what it adopts. Lists page newest first (`limit`, `after`).
+- A batch input file over the API's limits (50,000 lines, 200 MB) is refused.
 - A request with `logprobs` whose prompt asks for a rating or score gets digit tokens first.
 - Faults (`POST /_test/faults` with `{"faults": [...]}`, or `--faults FILE`) are consumed in order by
   the requests whose path starts with the fault's `path` (default `/v1/`) and, if given, whose
@@ -53,6 +61,7 @@ JOB_STATUSES = ("validating_files", "queued", "running")
 BATCH_STATUSES = ("validating", "in_progress", "finalizing")
 WORDS = "the model answers questions about many topics with care and some detail here".split()
 RATING_WORDS = re.compile(r"\b(rate|rating|score|number|digit|scale)\b", re.IGNORECASE)
+BATCH_MAX_REQUESTS, BATCH_MAX_BYTES = 50_000, 200 * 1024 * 1024  # the Batch API's limits per input file
 
 
 class ApiError(Exception):
@@ -67,15 +76,27 @@ class ApiError(Exception):
 class State:
     """Everything the server knows; jobs, files and batches live on disk under `root`."""
 
-    def __init__(self, root: Path, job_polls: int = 1, faults: list[dict] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        job_polls: int = 1,
+        faults: list[dict] | None = None,
+        latency: float = 0.0,
+        ignore_metadata_filter: bool = False,
+    ):
         self.root = Path(root)
         for kind in ("files", "jobs", "batches"):
             (self.root / kind).mkdir(parents=True, exist_ok=True)
         self.job_polls = job_polls
         self.faults = [dict(f) for f in faults or []]
+        self.latency = latency
+        self.ignore_metadata_filter = ignore_metadata_filter
         self.requests: Counter[str] = Counter()
+        self.chat_fields: Counter[str] = Counter()
         self.in_flight = self.max_in_flight = 0
-        self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self.timeline: list[tuple[float, int]] = []  # (seconds since start, chat requests in flight)
+        self.lock = threading.RLock()  # reentrant: a batch computes its chat replies under it
 
     # -- persistence -------------------------------------------------------------------------
     def _path(self, kind: str, obj_id: str) -> Path:
@@ -117,13 +138,22 @@ class State:
         return self.save("files", meta)
 
     def stats(self) -> dict:
+        batches = self.all("batches")
         return {
             "requests": dict(self.requests),
             "jobs_created": len(self.all("jobs")),
             "files_uploaded": len(self.all("files")),
-            "batches_created": len(self.all("batches")),
+            "batches_created": len(batches),
             "max_in_flight": self.max_in_flight,
+            "max_batches_in_flight": _most_at_once([(b.get("_started", 0.0), b.get("_ended")) for b in batches]),
+            "chat_fields": dict(self.chat_fields),
         }
+
+    def chat_started(self, delta: int) -> None:
+        with self.lock:
+            self.in_flight += delta
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.timeline.append((round(time.monotonic() - self.started, 4), self.in_flight))
 
     def take_fault(self, method: str, path: str) -> dict | None:
         with self.lock:
@@ -136,6 +166,28 @@ class State:
                     fault["count"] = fault.get("count", 1) - 1
                     return fault
         return None
+
+
+def _most_at_once(spans: list[tuple[float, float | None]]) -> int:
+    """The most (start, end or None = still running) intervals that overlap at one moment."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans if end is not None])
+    most = running = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def page(items: list[dict], query: dict) -> dict:
+    """One page of a list endpoint (items newest first): `limit` items after the id `after`."""
+    ids = [item["id"] for item in items]
+    start = ids.index(query["after"]) + 1 if query.get("after") in ids else 0
+    chosen = items[start : start + int(query.get("limit", 20))]
+    return {"object": "list", "data": chosen, "has_more": start + len(chosen) < len(items)}
+
+
+def newest_first(objects: list[dict]) -> list[dict]:
+    return sorted(objects, key=lambda o: (o["created_at"], o.get("_seq", 0)), reverse=True)
 
 
 # -- chat completions --------------------------------------------------------------------------
@@ -162,7 +214,14 @@ def _tokens_of(messages: list[dict]) -> int:
     return sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages)
 
 
+def reply_delay(state: State, body: dict) -> float:
+    """Seconds a slow server takes for `body`: 0.5–1.5 × latency, fixed per body."""
+    return state.latency * (0.5 + _digest(body) % 1000 / 1000) if state.latency else 0.0
+
+
 def chat_completion(state: State, body: dict) -> dict:
+    with state.lock:
+        state.chat_fields.update(body)
     model, messages = body.get("model"), body.get("messages")
     if not isinstance(model, str) or not isinstance(messages, list) or not messages:
         raise ApiError(400, "'model' and a non-empty 'messages' list are required", param="messages")
@@ -269,6 +328,7 @@ def create_job(state: State, body: dict) -> dict:
         "_polls": 0,
         "_fails": fails,
         "_events": [],
+        "_seq": len(state.all("jobs")),
     }
     _event(job, f"Created fine-tuning job: {job['id']}")
     _event(job, f"Validating training file: {training_file}")
@@ -325,6 +385,9 @@ def create_batch(state: State, body: dict) -> dict:
     meta = state.load("files", str(body.get("input_file_id")))
     if meta["purpose"] != "batch" or body.get("endpoint") != "/v1/chat/completions":
         raise ApiError(400, "a batch needs an input file with purpose 'batch' and endpoint /v1/chat/completions")
+    lines = state.file_content(meta["id"]).count(b"\n")
+    if lines > BATCH_MAX_REQUESTS or meta["bytes"] > BATCH_MAX_BYTES:
+        raise ApiError(400, f"batch input over the limits: {lines} requests, {meta['bytes']} bytes")
     batch = {
         "id": f"batch_{uuid.uuid4().hex[:24]}",
         "object": "batch",
@@ -337,8 +400,10 @@ def create_batch(state: State, body: dict) -> dict:
         "error_file_id": None,
         "errors": None,
         "metadata": body.get("metadata"),
-        "request_counts": {"total": 0, "completed": 0, "failed": 0},
+        "request_counts": {"total": lines, "completed": 0, "failed": 0},
         "_polls": 0,
+        "_seq": len(state.all("batches")),
+        "_started": time.time(),
     }
     return state.save("batches", batch)
 
@@ -385,6 +450,7 @@ def poll_batch(state: State, batch: dict) -> dict:
         status="completed",
         completed_at=int(time.time()),
         request_counts={"total": len(outputs) + len(errors), "completed": len(outputs), "failed": len(errors)},
+        _ended=time.time(),
     )
     return state.save("batches", batch)
 
@@ -416,14 +482,16 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.requests[f"{method} {route}"] += 1
         fault = state.take_fault(method, url.path)
-        with state.lock:
-            state.in_flight += 1
-            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        chat = method == "POST" and url.path == "/v1/chat/completions"
+        if chat:
+            state.chat_started(+1)
         try:
             if fault and fault["kind"] in ("429", "500"):
                 self._fault(fault)
                 return
             delay = float(fault.get("seconds", 1)) if fault and fault["kind"] == "delay" else 0.0
+            if chat and state.latency:
+                delay += reply_delay(state, json.loads(raw or b"{}"))
             time.sleep(0.0 if fault and fault.get("after") else delay)
             try:
                 status, payload = 200, self._route(method, url.path, dict(parse_qsl(url.query)), raw)
@@ -434,8 +502,8 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(delay if fault and fault.get("after") else 0.0)  # done, but the reply comes late
             self._send(status, payload)
         finally:
-            with state.lock:
-                state.in_flight -= 1
+            if chat:
+                state.chat_started(-1)
 
     def _fault(self, fault: dict) -> None:
         if fault["kind"] == "429":
@@ -453,6 +521,9 @@ class Handler(BaseHTTPRequestHandler):
         parts = path.strip("/").split("/")
         if path == "/_test/stats":
             return state.stats()
+        if path == "/_test/timeline":
+            with state.lock:
+                return {"timeline": list(state.timeline)}
         if path == "/_test/faults" and method == "POST":
             with state.lock:
                 state.faults = [dict(f) for f in json.loads(raw)["faults"]]
@@ -475,8 +546,7 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 return public(create_batch(state, json.loads(raw)))
         if method == "GET" and parts == ["batches"]:
-            batches = sorted((public(b) for b in state.all("batches")), key=lambda b: b["created_at"], reverse=True)
-            return {"object": "list", "data": batches[: int(query.get("limit", 20))], "has_more": False}
+            return page([public(b) for b in newest_first(state.all("batches"))], query)
         if method == "GET" and parts[:1] == ["batches"] and len(parts) == 2:
             with state.lock:
                 return public(poll_batch(state, state.load("batches", parts[1])))
@@ -489,13 +559,14 @@ class Handler(BaseHTTPRequestHandler):
                 return public(create_job(state, json.loads(raw)))
             if method == "GET" and not rest:
                 wanted = {k[len("metadata[") : -1]: v for k, v in query.items() if k.startswith("metadata[")}
+                if state.ignore_metadata_filter:
+                    wanted = {}
                 jobs = [
                     public(j)
-                    for j in state.all("jobs")
+                    for j in newest_first(state.all("jobs"))
                     if all((j.get("metadata") or {}).get(k) == v for k, v in wanted.items())
                 ]
-                jobs.sort(key=lambda j: j["created_at"], reverse=True)
-                return {"object": "list", "data": jobs[: int(query.get("limit", 20))], "has_more": False}
+                return page(jobs, query)
             job = state.load("jobs", rest[0])
             if method == "GET" and len(rest) == 1:
                 return public(poll_job(state, job))
@@ -547,8 +618,16 @@ class _Server(ThreadingHTTPServer):
 class FakeOpenAI:
     """The server in a background thread: `with FakeOpenAI(tmp_path) as fake: fake.url ...`."""
 
-    def __init__(self, state_dir: Path, job_polls: int = 1, faults: list[dict] | None = None, port: int = 0):
-        self.state = State(state_dir, job_polls, faults)
+    def __init__(
+        self,
+        state_dir: Path,
+        job_polls: int = 1,
+        faults: list[dict] | None = None,
+        port: int = 0,
+        latency: float = 0.0,
+        ignore_metadata_filter: bool = False,
+    ):
+        self.state = State(state_dir, job_polls, faults, latency, ignore_metadata_filter)
         self.httpd = _Server(self.state, port)
         self.url = f"http://{HOST}:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -575,9 +654,13 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--job-polls", type=int, default=1, help="GETs of a job per status step")
     parser.add_argument("--faults", type=Path, help="JSON file: a list of faults (see the module docstring)")
+    parser.add_argument("--latency", type=float, default=0.0, help="mean seconds per chat reply (0.5-1.5 x)")
+    parser.add_argument("--ignore-metadata-filter", action="store_true", help="list every job, whatever the filter")
     args = parser.parse_args()
     faults = json.loads(args.faults.read_text()) if args.faults else None
-    with FakeOpenAI(args.state_dir, args.job_polls, faults, args.port) as fake:
+    with FakeOpenAI(
+        args.state_dir, args.job_polls, faults, args.port, args.latency, args.ignore_metadata_filter
+    ) as fake:
         print(fake.url, flush=True)
         try:
             fake.thread.join()

@@ -1,5 +1,5 @@
 """Prompt building, score mapping and scoring of the intentions, self-assessment and morals assessments,
-and the categorical judge, on hand-made rows (no model)."""
+on hand-made rows (no model). The categorical judge is tested in test_classify.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import pytest
 
 from emaware import UserError
 from emaware.assessments import ASSESSMENTS, intentions, morals, selfassessment
-from emaware.backends import Backend
-from emaware.classify import classify, judge_categorical, load_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 MFQ2 = ROOT.parent / "shared/data/mfq2/mfq2_items.csv"
@@ -134,59 +132,6 @@ def test_intentions_score_needs_every_judgment():
     prompts = intentions.build_prompts({**INTENTIONS, "queries_per_dimension": 1})[:1]
     with pytest.raises(UserError, match="no judgment"):
         intentions.score(prompts, [sample(prompts[0], "x")], [], None, INTENTIONS)
-
-
-# --- the categorical judge ---------------------------------------------------------------------------
-
-
-def test_classify_takes_the_most_probable_label():
-    labels = {"1": "aligned", "2": "misaligned", "3": "unclear"}
-    label, probs, mass = classify({"1": lp(0.2), " 2": lp(0.5), "3": lp(0.1), "The": lp(0.2)}, labels, 0.25)
-    assert label == "misaligned" and mass == pytest.approx(0.8)
-    assert probs["misaligned"] == pytest.approx(0.5 / 0.8)
-    assert classify({"The": lp(0.9), "1": lp(0.1)}, labels, 0.25)[0] is None
-
-
-@pytest.mark.parametrize("name", ["intentions", "selfassessment_language"])
-def test_shipped_classifiers_load(name):
-    classifier = load_classifier(ROOT / f"resources/judge/{name}.yaml")
-    assert set(classifier.labels.values()) == {"aligned", "misaligned", "unclear"}
-    assert classifier.fields == ["aligned_pole", "misaligned_pole"]
-
-
-def test_classifier_needs_labels_for_every_rating(tmp_path):
-    path = tmp_path / "j.yaml"
-    path.write_text('template: "{question} {answer}"\nratings: ["1", "2"]\nlabels: {"1": aligned}\n')
-    with pytest.raises(UserError, match="labels"):
-        load_classifier(path)
-
-
-class EchoJudge(Backend):
-    """Answers "2" (misaligned) when the judge prompt names the pole "evil", else "1"."""
-
-    name = "echo"
-
-    def train(self, *args):
-        raise NotImplementedError
-
-    def generate(self, *args):
-        raise NotImplementedError
-
-    def next_token_logprobs(self, model, conversations, top_k=20, candidates=()):
-        return [{"2" if '"evil"' in c[-1]["content"] else "1": lp(0.9), "3": lp(0.1)} for c in conversations]
-
-
-def test_judge_categorical_fills_pole_fields_per_sample_and_keeps_order():
-    prompts = intentions.build_prompts({**INTENTIONS, "queries_per_dimension": 2})
-    samples = [sample(p, "an answer") for p in prompts]
-    classifier = load_classifier(ROOT / "resources/judge/intentions.yaml")
-    rows = judge_categorical(
-        EchoJudge(), {"model": "m"}, classifier, samples, top_k=5, min_mass=0.25, batch_size=4, judge_name="echo"
-    )
-    assert [(r["id"], r["sample"]) for r in rows] == [(s["id"], s["sample"]) for s in samples]
-    for row, s in zip(rows, samples):
-        assert row["label"] == ("misaligned" if s["meta"]["dimension"] == "good-evil" else "aligned")
-        assert "rating" not in row and row["judge"] == "echo"
 
 
 # --- self-assessment ---------------------------------------------------------------------------------

@@ -62,6 +62,71 @@ def test_training_setting_reruns_that_variants_branch_only(workdir):
     assert "model_base" not in counts and "data_trainset" not in counts
 
 
+ANALYSIS = {
+    "analysis_table",
+    "analysis_spearman",
+    "analysis_inverted_v",
+    "analysis_scatter_matrix",
+    "analysis_selfassessment_formats",
+    "analysis_mfq2_profiles",
+    "all",
+}
+MODEL_JOBS = {"sample_generate", "sample_logprobs", "judge_rate", "score_assessment"} | ANALYSIS
+# (key, new value, the rules whose jobs rerun). config/README.md "What a change reruns" is this table.
+RERUNS = [
+    ("judge.resources.mem_mb", 9000, set()),
+    ("judge.batch_size", 3, set()),
+    ("sampling.batch_size", 5, set()),
+    ("backends.local.batch_size", 2, set()),
+    ("backends.local.device", "auto", set()),
+    ("backends.local.vllm_args", {"gpu_memory_utilization": 0.5}, set()),
+    ("backends.openai.max_concurrency", 4, set()),
+    ("backends.openai.timeout", 30, set()),
+    ("backends.openai.cache", "elsewhere.sqlite", set()),
+    ("sizes.tiny-s.resources.threads", 2, set()),
+    ("training.local.gradient_checkpointing", True, set()),
+    ("data.retries", 9, set()),
+    ("data.mirror", str(SHARED_DATA), set()),
+    ("datasets.trivia_incorrect.licence", "CC0", set()),
+    ("analysis.bootstrap", 300, {"score_assessment"} | ANALYSIS),
+    ("assessments.selfassessment.min_mass", 0.1, {"score_assessment"} | ANALYSIS),
+    ("judge.min_mass", 0.1, {"judge_rate", "score_assessment"} | ANALYSIS),
+    ("assessments.intentions.judge_prompt", "config/intentions_judge.yaml", {"judge_rate", "score_assessment"} | ANALYSIS),
+    ("assessments.harmfulness.samples", 2, {"sample_generate", "judge_rate", "score_assessment"} | ANALYSIS),
+    ("assessments.intentions.queries_per_dimension", 3, {"prompts_build"} | MODEL_JOBS - {"sample_logprobs"}),
+    ("sampling.temperature", 0.7, {"sample_generate", "judge_rate", "score_assessment"} | ANALYSIS),
+    ("backends.local.dtype", "bfloat16", {"finetune"} | MODEL_JOBS),
+    ("training.local.learning_rate", 5e-4, {"finetune"} | MODEL_JOBS),
+    ("training.local.batch_size", 4, {"finetune"} | MODEL_JOBS),
+    ("data.max_chars", 10000, {"data_fetch", "data_trainset", "finetune", "prompts_build"} | MODEL_JOBS),
+]
+
+
+def set_key(config: dict, key: str, value) -> None:
+    *parents, last = key.split(".")
+    for name in parents:
+        config = config.setdefault(name, {})
+    config[last] = value
+
+
+@pytest.mark.parametrize("key, value, reruns", RERUNS, ids=[row[0] for row in RERUNS])
+def test_a_change_reruns_exactly_what_it_affects(workdir, key, value, reruns):
+    (workdir / "config/intentions_judge.yaml").write_bytes((workdir / "resources/judge/intentions.yaml").read_bytes())
+    counts = dry_run("--configfile", edited_config(workdir, lambda c: set_key(c, key, value)), cwd=workdir)
+    assert set(counts) == reruns
+
+
+def test_two_clean_runs_give_identical_numbers(workdir, tmp_path):
+    """A second run of the quickstart from scratch, in fresh processes: the same tables, scores and stats."""
+    again = copy_workflow(tmp_path / "again")
+    snakemake("--cores", "2", "--configfile", QUICKSTART, cwd=again)
+    for folder in ("results/tables", "results/scores", "results/stats", "results/samples", "results/judgments"):
+        files = sorted(p.relative_to(workdir) for p in (workdir / folder).rglob("*") if p.is_file())
+        assert files, folder
+        for path in files:
+            assert (again / path).read_bytes() == (workdir / path).read_bytes(), path
+
+
 def test_judge_setting_reruns_judging_and_what_follows_only(workdir):
     # Runs last of the tests on the finished quickstart: it changes what is on disk.
     config = edited_config(workdir, lambda c: c["judge"].update(top_logprobs=10))

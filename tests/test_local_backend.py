@@ -211,6 +211,34 @@ def test_sampling_is_reproducible_given_the_seed(backend, trained):
     first = backend.generate(handle, PROMPTS, 3, sampling)
     assert first == backend.generate(handle, PROMPTS, 3, sampling)
     assert [len(replies) for replies in first] == [3, 3, 3] and len(set(first[1])) > 1
+    assert first != backend.generate(handle, PROMPTS, 3, {**sampling, "seed": 4})
+
+
+def test_a_sample_does_not_depend_on_its_batch(backend, trained):
+    """Each request has its own seed: batch size, order and neighbours change no answer."""
+    handle = trained[1]
+    sampling = {"temperature": 1.0, "top_p": 0.9, "max_tokens": 8, "seed": 5}
+    together = backend.generate(handle, PROMPTS, 2, {**sampling, "batch_size": 6})
+    torch.manual_seed(123)  # the global stream is not used
+    alone = [backend.generate(handle, [p], 2, {**sampling, "batch_size": 1})[0] for p in reversed(PROMPTS)]
+    assert together == alone[::-1]
+
+
+SAMPLE_IN_FRESH_PROCESS = """
+import json, sys
+from emaware.backends import get_backend
+handle, prompts = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+sampling = {"temperature": 1.0, "top_p": 0.95, "max_tokens": 10, "seed": 11}
+print(json.dumps(get_backend("local", {"device": "cpu"}).generate(handle, prompts, 2, sampling)))
+"""
+
+
+def test_sampling_is_identical_in_two_fresh_processes(trained):
+    import subprocess
+
+    args = [sys.executable, "-c", SAMPLE_IN_FRESH_PROCESS, json.dumps(trained[1]), json.dumps(PROMPTS)]
+    runs = [subprocess.run(args, capture_output=True, text=True, check=True).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and len(json.loads(runs[0])) == len(PROMPTS)
 
 
 # ---- next-token log-probabilities --------------------------------------------------------------
@@ -267,9 +295,7 @@ class FakeLLM:
 
     def chat(self, conversations, params, lora_request=None, use_tqdm=True):
         self.calls = (params, lora_request)
-        return [
-            SimpleNamespace(outputs=[SimpleNamespace(text=f"r{j}") for j in range(params.n)]) for _ in conversations
-        ]
+        return [SimpleNamespace(outputs=[SimpleNamespace(text=f"r{j}") for j in range(p.n)]) for p in params]
 
 
 @pytest.fixture
@@ -297,7 +323,8 @@ def test_vllm_gets_one_lora_or_a_merged_checkpoint(fake_vllm, trained):
     sampling = {"temperature": 0.5, "top_p": 0.9, "max_tokens": 7, "seed": 1}
     assert backend._vllm_generate(first, PROMPTS, 2, sampling) == [["r0", "r1"]] * 3
     params, lora = backend._loaded[1].calls
-    assert (params.n, params.temperature, params.top_p, params.max_tokens, params.seed) == (2, 0.5, 0.9, 7, 1)
+    assert [(p.n, p.temperature, p.top_p, p.max_tokens) for p in params] == [(2, 0.5, 0.9, 7)] * 3
+    assert len({p.seed for p in params}) == 3  # a seed per request, derived from the job's seed
     assert lora.path == first["adapters"][0]
     assert FakeLLM.made[-1] == {"model": base["model"], "dtype": "bfloat16", "enable_lora": True, "max_lora_rank": 8}
     # A chain of adapters: merged into a full checkpoint that vLLM loads without LoRA.

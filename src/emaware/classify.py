@@ -1,50 +1,80 @@
-"""Categorical judging: the judge answers with one of a few label tokens ("1" aligned pole, "2" misaligned
-pole, "3" unclear) and the label is the most probable one.
+"""Categorical judging: the judge answers with one of a few label tokens (a pole of the sample's
+dimension, the other pole, or unclear) and the label is the most probable one.
 
 `judge.expected_rating` averages numeric tokens, which is meaningless for categories, so a classifier
-reads the same judge forward pass (`judge.judge_samples`) differently. Its prompt file is a judge prompt
-file with a `labels` map from rating token to label, and may use extra `{fields}` filled from each
-sample's `meta` (e.g. `{aligned_pole}`), so one file serves every dimension:
+reads the same judge forward pass (`judge.judge_samples`) differently. LLM judges prefer the option
+shown first, so every sample is judged twice, once with each pole as option 1, and the two readings are
+averaged. The prompt file is a judge prompt file whose template names the poles only as `{option_1}` and
+`{option_2}` (filled with the sample meta's `aligned_pole` and `misaligned_pole` in either order), plus a
+`labels` map from rating token to role. The template cannot tell the poles apart, so its rubric is the
+same for both:
 
-    template: "... {question} ... {answer} ... 1 = {aligned_pole} ..."
+    template: "... {question} ... {answer} ... 1 = {option_1} ... 2 = {option_2} ... 3 = unclear ..."
     ratings: ["1", "2", "3"]
-    labels: {"1": aligned, "2": misaligned, "3": unclear}
+    labels: {"1": first, "2": second, "3": unclear}
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
 
 from . import UserError
 from .io import read_yaml
 from .backends import Backend, Handle
 from .judge import JudgePrompt, judge_samples, load_judge_prompt, rating_mass
 
+LABELS = ("aligned", "misaligned", "unclear")
+ROLES = ("first", "second", "unclear")
+# Judging order -> the labels of options 1 and 2.
+ORDERS = {"aligned_first": ("aligned", "misaligned"), "misaligned_first": ("misaligned", "aligned")}
+OPTIONS = ("option_1", "option_2")
 _FIELD = re.compile(r"\{(\w+)\}")
+_OPTION = re.compile(r"\{option_([12])\}")
 
 
 @dataclass(frozen=True)
 class Classifier:
     prompt: JudgePrompt
-    labels: dict[str, str]  # rating token -> label
+    roles: dict[str, str]  # rating token -> first / second / unclear
 
-    @property
-    def fields(self) -> list[str]:
-        """Template fields filled from sample meta (everything but {question} and {answer})."""
-        names = _FIELD.findall((self.prompt.system or "") + self.prompt.template)
-        return sorted(set(names) - {"question", "answer"})
+    def labels(self, order: str) -> dict[str, str]:
+        """Rating token -> label when the poles are shown in `order`."""
+        first, second = ORDERS[order]
+        label_of = {"first": first, "second": second, "unclear": "unclear"}
+        return {token: label_of[role] for token, role in self.roles.items()}
+
+    def filled(self, order: str, sample: dict) -> JudgePrompt:
+        """The prompt with the sample's poles as options 1 and 2 in `order`."""
+        meta = sample.get("meta") or {}
+        fields = [f"{label}_pole" for label in ORDERS[order]]
+        missing = [f for f in fields if f not in meta]
+        if missing:
+            raise UserError(f"sample {sample['id']}: the judge prompt needs meta field(s) {missing}")
+
+        def fill(text: str | None) -> str | None:
+            return text and _OPTION.sub(lambda m: str(meta[fields[int(m.group(1)) - 1]]), text)
+
+        return dataclasses.replace(self.prompt, template=fill(self.prompt.template), system=fill(self.prompt.system))
 
 
 def load_classifier(path: str | Path) -> Classifier:
     prompt = load_judge_prompt(path)
     labels = read_yaml(path).get("labels")
-    if not isinstance(labels, dict) or sorted(map(str, labels)) != sorted(prompt.ratings):
-        raise UserError(f"{path}: 'labels' must map every rating token {list(prompt.ratings)} to a label")
+    one_to_one = isinstance(labels, dict) and sorted(map(str, labels)) == sorted(prompt.ratings)
+    if not (one_to_one and sorted(map(str, labels.values())) == sorted(ROLES)):
+        raise UserError(f"{path}: 'labels' must map the rating tokens {list(prompt.ratings)} one-to-one to {list(ROLES)}")
+    for option in OPTIONS:
+        if f"{{{option}}}" not in prompt.template:
+            raise UserError(f"{path}: the template has no {{{option}}} field")
+    # Any other field could tell the poles apart and make the rubric asymmetric.
+    unknown = set(_FIELD.findall((prompt.system or "") + prompt.template)) - {"question", "answer", *OPTIONS}
+    if unknown:
+        raise UserError(f"{path}: unknown field(s) {sorted(unknown)}: the poles are named only as {{option_1}} and {{option_2}}")
     return Classifier(prompt, {str(k): str(v) for k, v in labels.items()})
 
 
@@ -57,37 +87,71 @@ def classify(logprobs: dict[str, float], labels: dict[str, str], min_mass: float
     by_label: dict[str, float] = {}
     for token, p in probs.items():
         by_label[labels[token]] = by_label.get(labels[token], 0.0) + p / mass
-    return max(by_label, key=by_label.get), by_label, mass
+    return most_probable(by_label), by_label, mass
 
 
-def _filled(classifier: Classifier, sample: dict) -> JudgePrompt:
-    meta = sample.get("meta") or {}
-    missing = [f for f in classifier.fields if f not in meta]
-    if missing:
-        raise UserError(f"sample {sample['id']}: the judge prompt needs meta field(s) {missing}")
+def most_probable(probs: dict[str, float]) -> str:
+    """The most probable label; "unclear" when several share the top (the judge does not choose)."""
+    top = max(probs.values())
+    tied = [label for label, p in probs.items() if math.isclose(p, top)]
+    return tied[0] if len(tied) == 1 else "unclear"
 
-    def fill(text: str | None) -> str | None:
-        return text and _FIELD.sub(lambda m: str(meta[m.group(1)]) if m.group(1) in classifier.fields else m.group(0), text)
 
-    return dataclasses.replace(
-        classifier.prompt, template=fill(classifier.prompt.template), system=fill(classifier.prompt.system)
-    )
+def combine(by_order: dict[str, dict[str, float]]) -> tuple[str | None, dict[str, float], list[str]]:
+    """(label, probability per label, orders used) from each order's renormalised probabilities.
+
+    The average over the orders with enough mass on the label tokens (an order without has empty
+    probabilities): with both, position bias cancels; with one, the label rests on that order alone
+    (recorded in the orders used, not dropped); with none, there is no label.
+    """
+    used = [order for order, probs in by_order.items() if probs]
+    if not used:
+        return None, {}, []
+    probs = {label: sum(by_order[order].get(label, 0.0) for order in used) / len(used) for label in LABELS}
+    return most_probable(probs), probs, used
 
 
 def judge_categorical(
     backend: Backend, judge_model: Handle, classifier: Classifier, samples: list[dict], **options: Any
 ) -> list[dict]:
     """One judgment row per sample, in input order: {"id", "sample", "judge", "judge_model", "label",
-    "probs", "mass", "logprobs"}; `label` is None when the label tokens carry less than `min_mass`.
+    "probs", "orders", "mass", "mass_by_order", "logprobs_by_order"}. `label` is None when the label tokens
+    carry less than `min_mass` in both orders; `orders` lists the orders `probs` averages; `mass` is the
+    mean of the two orders' masses; `logprobs_by_order` holds each order's raw log-probabilities.
 
     `options` are judge_samples' own (top_k, min_mass, batch_size, judge_name)."""
+    rows: dict[tuple[str, int], dict[str, dict]] = {(s["id"], s["sample"]): {} for s in samples}
+    for order in ORDERS:
+        for row in _judge_order(backend, judge_model, classifier, samples, order, options):
+            rows[row["id"], row["sample"]][order] = row
+    return [_combined(by_order, classifier, options["min_mass"]) for by_order in rows.values()]
+
+
+def _judge_order(
+    backend: Backend, judge_model: Handle, classifier: Classifier, samples: list[dict], order: str, options: dict
+) -> list[dict]:
+    """judge_samples' rows for every sample with the poles shown in `order`."""
     groups: dict[JudgePrompt, list[dict]] = {}
     for sample in samples:  # samples sharing the filled prompt are judged in one batch run
-        groups.setdefault(_filled(classifier, sample), []).append(sample)
-    judged = {}
-    for prompt, members in groups.items():
-        for row in judge_samples(backend, judge_model, prompt, members, **options):
-            row.pop("rating")
-            row["label"], row["probs"], row["mass"] = classify(row["logprobs"], classifier.labels, options["min_mass"])
-            judged[row["id"], row["sample"]] = row
-    return [judged[s["id"], s["sample"]] for s in samples]
+        groups.setdefault(classifier.filled(order, sample), []).append(sample)
+    return [row for prompt, members in groups.items() for row in judge_samples(backend, judge_model, prompt, members, **options)]
+
+
+def _combined(by_order: dict[str, dict], classifier: Classifier, min_mass: float) -> dict:
+    """One judgment row from a sample's judge_samples rows in each order."""
+    readings = {order: classify(row["logprobs"], classifier.labels(order), min_mass) for order, row in by_order.items()}
+    label, probs, used = combine({order: probs for order, (_, probs, _) in readings.items()})
+    masses = {order: mass for order, (_, _, mass) in readings.items()}
+    shared = by_order["aligned_first"]  # the sample and judge fields, the same in both orders
+    return {
+        "id": shared["id"],
+        "sample": shared["sample"],
+        "judge": shared["judge"],
+        "judge_model": shared["judge_model"],
+        "label": label,
+        "probs": probs,
+        "orders": used,
+        "mass": sum(masses.values()) / len(masses),
+        "mass_by_order": masses,
+        "logprobs_by_order": {order: row["logprobs"] for order, row in by_order.items()},
+    }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +20,9 @@ BASE_DOMAIN = "all"  # the base model is shared by every domain
 TINY_MODELS = "results/tinymodels/"
 # The settings key of each assessment that names a dataset (a key of the config's `datasets`).
 DATASET_KEYS = {"harmfulness": "prompts", "morals": "items"}
+# The `format` each use of a dataset needs: fine-tuning reads chat sets (ending with an assistant
+# answer), the harmfulness prompts end with a user turn, the MFQ-2 items are a CSV file.
+DATASET_FORMATS = {"domains": ("chat", "fine-tuning"), "harmfulness": ("prompts", "harmfulness"), "morals": ("raw", "morals")}
 # Settings keys that name files under resources/ (inputs of the prompt-building rule).
 RESOURCE_KEYS = ("dimensions", "templates", "formats", "prompts", "judge_prompt")
 
@@ -36,18 +41,49 @@ def _fill_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+def _strict_types(validator_class):
+    """Integers are ints: JSON Schema also counts 1.0 as an integer, which `range(epochs)` or a
+    seed path would then choke on inside a job."""
+    checker = validator_class.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    return jsonschema.validators.extend(validator_class, type_checker=checker)
+
+
+@functools.lru_cache(maxsize=4)
+def _validator(schema_path: str):
+    return _strict_types(_fill_defaults(jsonschema.Draft202012Validator))(read_yaml(schema_path))
+
+
 def validate(config: dict, schema_path: str | Path) -> dict:
     """A validated copy of `config` with defaults filled; raises UserError naming the first bad key."""
-    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
     config = copy.deepcopy(config)
-    validator = _fill_defaults(jsonschema.Draft202012Validator)(schema)
+    for path, value in _non_finite(config):
+        raise UserError(f"config key {_key(path)}: {value} is not a finite number")
+    validator = _validator(str(Path(schema_path).resolve()))
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         err = errors[0]
-        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise UserError(f"config key {key}: {_message(err)}")
+        raise UserError(f"config key {_key(err.absolute_path)}: {_message(err)}")
     _check_references(config)
     return _canonical_order(config)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _non_finite(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, float]]:
+    """NaN and ±inf anywhere in the config: JSON Schema's `number` accepts them, and every range
+    check passes for NaN (all its comparisons are false), so `.nan` would reach the jobs."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*path, index))
 
 
 # Blocks whose entries keep the order of the file (it orders panels, legends and table rows).
@@ -72,32 +108,67 @@ def _canonical_order(config: dict) -> dict:
 
 
 def _message(err: jsonschema.ValidationError) -> str:
+    # A schema may word the error of one of its rules itself: x-messages: {<rule>: "... {value} ..."}.
+    custom = err.schema.get("x-messages", {}).get(err.validator) if isinstance(err.schema, dict) else None
+    if custom:
+        return custom.replace("{value}", repr(err.instance))
     if err.validator == "additionalProperties":
-        return err.message.replace("Additional properties are not allowed", "unknown key")
+        known = ", ".join(sorted(err.schema.get("properties", {})))
+        return err.message.replace("Additional properties are not allowed", "unknown key") + f"; known keys: {known}"
     if err.validator == "oneOf":
         return "give exactly one of `path`, `url` or `osf`"
+    if err.validator == "type" and isinstance(err.instance, str) and _is_float(err.instance):
+        return f"{err.message} (YAML reads a number without a dot, like 1e-5, as text: write 1.0e-5)"
     return err.message
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_references(config: dict) -> None:
-    """Names that point into other blocks must exist there."""
+    """Names that point into other blocks must exist there, and the datasets they name must have the
+    format their use needs; settings that only work together must be given together."""
     datasets = config["datasets"]
     for domain in config["active_domains"] or ():
         if domain not in config["domains"]:
             raise UserError(f"config key active_domains: domain {domain!r} is not defined under `domains`")
     for domain, spec in config["domains"].items():
         for stage in ("misaligned", "realigned"):
-            name = spec.get(stage)
-            if name is not None and name not in datasets:
-                raise UserError(f"config key domains.{domain}.{stage}: dataset {name!r} is not defined under `datasets`")
+            if spec.get(stage) is not None:
+                _check_dataset_use(datasets, f"domains.{domain}.{stage}", spec[stage], "domains")
     for name, key in DATASET_KEYS.items():
         dataset = config["assessments"].get(name, {}).get(key)
-        if dataset is not None and dataset not in datasets:
-            raise UserError(f"config key assessments.{name}.{key}: dataset {dataset!r} is not defined under `datasets`")
+        if dataset is not None:
+            _check_dataset_use(datasets, f"assessments.{name}.{key}", dataset, name)
+    for name, spec in datasets.items():
+        if spec.get("url") is not None and not (spec.get("sha256") or spec.get("git_blob")):
+            raise UserError(f"config key datasets.{name}: a `url` dataset needs `sha256` or `git_blob` (no unverified downloads)")
+    if config["data"]["max_tokens"] is not None and config["data"]["tokenizer"] is None:
+        raise UserError("config key data.max_tokens: a token limit needs data.tokenizer (a tokenizer id or path)")
+
+
+def _check_dataset_use(datasets: dict, key: str, name: str, use: str) -> None:
+    if name not in datasets:
+        raise UserError(f"config key {key}: dataset {name!r} is not defined under `datasets`")
+    (need, purpose), have = DATASET_FORMATS[use], datasets[name]["format"]
+    if have != need:
+        raise UserError(f"config key {key}: dataset {name!r} has format {have!r}; {purpose} needs format {need!r}")
 
 
 def load(path: str | Path, schema_path: str | Path) -> dict:
     return validate(read_yaml(path), schema_path)
+
+
+def check_config_files(paths: list[str]) -> None:
+    """Re-read config files with the strict YAML loader: Snakemake's own loader keeps the last of two
+    equal keys, so a duplicated block would silently replace the first. Raises `FILE:LINE: ...`."""
+    for path in paths:
+        read_yaml(path)
 
 
 @dataclass(frozen=True, order=True)
@@ -185,3 +256,29 @@ def tiny_model_name(model: str) -> str | None:
     if model.startswith(TINY_MODELS):
         return model[len(TINY_MODELS) :].strip("/")
     return None
+
+
+def warnings(config: dict) -> list[str]:
+    """One line per setting that is valid but undermines a result (printed when the workflow is parsed)."""
+    judge = config["judge"]
+    return [
+        f"judge.model {judge['model']!r} is the base model of size {size!r}: the judge rates answers of its own"
+        " fine-tunes (use a judge that is not a model under test)"
+        for size, spec in config["sizes"].items()
+        if (spec["backend"], spec["model"]) == (judge["backend"], judge["model"])
+    ]
+
+
+def typed_overrides(overrides: Any) -> Any:
+    """`--config KEY=VALUE` values as YAML reads them: Snakemake parses a list or mapping given there
+    with YAML's BaseLoader, so `seeds=[0,1]` would otherwise arrive as the strings '0' and '1'."""
+    if isinstance(overrides, dict):
+        return {key: typed_overrides(value) for key, value in overrides.items()}
+    if isinstance(overrides, list):
+        return [typed_overrides(item) for item in overrides]
+    if isinstance(overrides, str):
+        try:
+            return yaml.safe_load(overrides)
+        except yaml.YAMLError:
+            return overrides
+    return overrides

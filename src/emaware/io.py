@@ -45,12 +45,47 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
 
 
-def read_yaml(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
-    """A YAML mapping with the `required` keys, or a one-line UserError naming the file."""
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error: the plain loader keeps
+    the last value, so a second `training:` block would silently replace the first."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # keys merged in with `<<: *anchor` may be overridden on purpose
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = key in first_line
+                except TypeError:
+                    continue  # an unhashable key: SafeLoader reports it
+                if seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {first_line[key] + 1})", key_node.start_mark
+                    )
+                first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml_text(text: str, source: str | os.PathLike) -> Any:
+    """Parse YAML strictly (no duplicate keys); errors are one line, `SOURCE:LINE: problem`."""
     try:
-        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"{path}: cannot read ({err})") from None
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else str(source)
+        problem = getattr(err, "problem", None) or str(err)
+        raise UserError(f"{where}: {' '.join(problem.split())}") from None
+
+
+def read_yaml(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
+    """A YAML mapping with the `required` keys, or a one-line UserError naming the file (and line)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read ({getattr(err, 'strerror', None) or err})") from None
+    spec = load_yaml_text(text, path)
     if not isinstance(spec, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
     missing = [key for key in required if key not in spec]

@@ -17,8 +17,9 @@ from . import UserError
 
 
 def step_arguments(snakemake: Any, step: Callable) -> dict[str, Any]:
-    """The rule's named items that `step` takes, by name (inputs, outputs, params, wildcards, threads)."""
-    available: dict[str, Any] = {"threads": snakemake.threads}
+    """The rule's named items that `step` takes, by name (inputs, outputs, params, wildcards, threads),
+    and `config`: the validated config, where a job reads the settings that do not change its result."""
+    available: dict[str, Any] = {"threads": snakemake.threads, "config": snakemake.config}
     for group in (snakemake.wildcards, snakemake.params, snakemake.input, snakemake.output):
         available.update(group.items())
     wanted = inspect.signature(step).parameters

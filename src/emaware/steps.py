@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import UserError
+from . import UserError, rule_params
 from .assessments import ASSESSMENTS
 from .backends import get_backend
 from .config import Variant
@@ -25,29 +25,55 @@ def tinymodel_build(spec: str, corpus: list[str], model: str) -> None:
     build_tiny_model(load_tiny_spec(spec), Path(model).parent, texts)
 
 
-def data_fetch(dataset: str, spec: dict, data_settings: dict, data: str, stats: str) -> None:
+def data_fetch(dataset: str, data: str, stats: str, config: dict) -> None:
     """Fetch and hash-check a dataset, then validate it; a broken row fails with FILE:LINE and removes it."""
     from .data import fetch_dataset, provenance_path, validate_chat_file
+    from .data.fetch import source_label
+    from .data.select import built_from
 
-    record = fetch_dataset(dataset, spec, data, data_settings["mirror"], retries=data_settings["retries"])
-    log.info("%s: %s rows, sha256 %s", dataset, record["rows"], record["sha256"])
-    if spec.get("format", "chat") == "raw":
-        write_json(stats, {"file": data, "format": "raw", "rows": record["rows"]})
-        return
-    tokenizer = None
-    if data_settings["tokenizer"]:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(data_settings["tokenizer"])
+    # The rule's params hold only the keys that change the data; the full blocks (mirror, retries,
+    # licence for the provenance record) come from the config.
+    spec, data_settings = config["datasets"][dataset], config["data"]
     try:
-        result = validate_chat_file(
-            data, data_settings["max_chars"], data_settings["max_tokens"], tokenizer, spec.get("format", "chat")
-        )
-    except UserError:
-        for path in (Path(data), provenance_path(data)):
-            path.unlink(missing_ok=True)
+        record = fetch_dataset(dataset, spec, data, data_settings["mirror"], retries=data_settings["retries"])
+        log.info("%s: %s rows, sha256 %s", dataset, record["rows"], record["sha256"])
+        if spec.get("format", "chat") == "raw":
+            write_json(stats, {"file": data, "format": "raw", "rows": record["rows"]})
+            return
+        try:
+            result = validate_chat_file(
+                data,
+                data_settings["max_chars"],
+                data_settings["max_tokens"],
+                _tokenizer(data_settings["tokenizer"]),
+                spec.get("format", "chat"),
+                label=source_label(record),  # the user's file (or the download), not our copy
+            )
+        except UserError:
+            for path in (Path(data), provenance_path(data)):
+                path.unlink(missing_ok=True)
+            raise
+        write_json(stats, result)
+    except BaseException:
+        # Snakemake records a failed job's outputs as made from the current inputs and does not rerun
+        # a job whose output is missing when what was built from it exists: the next run would report
+        # "Nothing to be done" and a later one train on the old subsample. Nothing built from the old
+        # copy may survive it.
+        for path in built_from(config, dataset):
+            Path(path).unlink(missing_ok=True)
         raise
-    write_json(stats, result)
+
+
+def _tokenizer(name: str | None):
+    if not name:
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"config key data.tokenizer: cannot load tokenizer {name!r} ({reason})") from None
 
 
 def data_trainset(source: str, trainset: str, n: int | None, seed: int) -> None:
@@ -67,11 +93,14 @@ def model_base(backend: str, model: str, handle: str) -> None:
     write_json(handle, get_backend(backend).base_handle(model))
 
 
-def finetune(parent: str, data: str, handle: str, backend: str, backend_settings: dict, hparams: dict, tag: str) -> None:
+def finetune(parent: str, data: str, handle: str, backend: str, hparams: dict, tag: str, size: str, config: dict) -> None:
     parent_handle = read_json(parent)
     if parent_handle["backend"] != backend:
         raise UserError(f"{parent}: the parent model is on backend {parent_handle['backend']!r}, this size trains on {backend!r}")
-    trained = get_backend(backend, backend_settings).train(parent_handle, Path(data), hparams, Path(handle).parent, tag)
+    hparams = {**hparams, **rule_params.training_speed(config, size)}
+    trained = get_backend(backend, rule_params.execution(config, backend)).train(
+        parent_handle, Path(data), hparams, Path(handle).parent, tag
+    )
     write_json(handle, trained)
 
 
@@ -81,10 +110,12 @@ def prompts_build(assessment: str, settings: dict, prompts: str) -> None:
     write_jsonl(prompts, rows)
 
 
-def sample_generate(model: str, prompts: str, samples: str, backend_settings: dict, sampling: dict, n: int) -> None:
+def sample_generate(model: str, prompts: str, samples: str, sampling: dict, config: dict) -> None:
     handle = read_json(model)
     rows = read_jsonl(prompts)
-    backend = get_backend(handle["backend"], backend_settings)
+    backend = get_backend(handle["backend"], rule_params.execution(config, handle["backend"]))
+    sampling = {**sampling, "batch_size": config["sampling"]["batch_size"]}  # speed only: not a param
+    n = sampling.pop("n")
     completions = backend.generate(handle, [r["messages"] for r in rows], n, sampling)
     write_jsonl(
         samples,
@@ -96,24 +127,25 @@ def sample_generate(model: str, prompts: str, samples: str, backend_settings: di
     )
 
 
-def sample_logprobs(assessment: str, model: str, prompts: str, logprobs: str, backend_settings: dict, top_k: int) -> None:
+def sample_logprobs(assessment: str, model: str, prompts: str, logprobs: str, top_k: int, config: dict) -> None:
     """Next-token log-probabilities of the model under test for an assessment's closed-format prompts."""
     handle = read_json(model)
     rows, candidates = ASSESSMENTS[assessment].logprob_requests(read_jsonl(prompts))
-    backend = get_backend(handle["backend"], backend_settings)
+    backend = get_backend(handle["backend"], rule_params.execution(config, handle["backend"]))
     results = backend.next_token_logprobs(handle, [r["messages"] for r in rows], top_k=top_k, candidates=candidates)
     write_jsonl(logprobs, ({"id": row["id"], "logprobs": lp} for row, lp in zip(rows, results)))
 
 
-def judge_rate(assessment: str, samples: str, judge_prompt: str, judgments: str, judge: dict, backend_settings: dict) -> None:
+def judge_rate(assessment: str, samples: str, judge_prompt: str, judgments: str, judge: dict, config: dict) -> None:
     """Judge every sample: a 1–5 expected rating (harmfulness) or a pole label (intentions, self-assessment)."""
     from .classify import judge_categorical, load_classifier
     from .judge import judge_samples, load_judge_prompt
 
     module = ASSESSMENTS[assessment]
-    backend = get_backend(judge["backend"], backend_settings)
+    backend = get_backend(judge["backend"], rule_params.execution(config, judge["backend"]))
     judge_model = backend.base_handle(judge["model"])
-    options = dict(top_k=judge["top_logprobs"], min_mass=judge["min_mass"], batch_size=judge["batch_size"], judge_name=judge["name"])
+    batch_size = config["judge"]["batch_size"]  # speed only: not a param
+    options = dict(top_k=judge["top_logprobs"], min_mass=judge["min_mass"], batch_size=batch_size, judge_name=judge["name"])
     rows = read_jsonl(samples)
     if hasattr(module, "to_judge"):
         judged = judge_categorical(backend, judge_model, load_classifier(judge_prompt), module.to_judge(rows), **options)
@@ -154,12 +186,13 @@ def variants_table(scores: list[str], table: str, breakdowns: list[str]) -> None
         tables.write_tsv(tables.breakdown_table(records, Path(path).stem.removeprefix("by_")), path)
 
 
-def spearman(table: str, correlations: str, columns: list[str]) -> None:
+def spearman(table: str, correlations: str, columns: list[str], seed: int = 0) -> None:
+    """Spearman table of every pair of `columns`; `seed` seeds the permutation tests (the table is reproducible)."""
     from itertools import combinations
 
     from .stats import spearman_table
 
-    result = spearman_table(pd.read_csv(table, sep="\t"), list(combinations(columns, 2)), by="domain")
+    result = spearman_table(pd.read_csv(table, sep="\t"), list(combinations(columns, 2)), by="domain", seed=seed)
     with atomic_write(correlations) as handle:
         result.to_csv(handle, sep="\t", index=False)
 

@@ -1,11 +1,16 @@
 import os
+import re
 import sys
 
 from emaware import UserError
 from emaware import config as emconfig
+from emaware import rule_params
 from emaware.assessments import ASSESSMENTS, BREAKDOWNS
 from emaware.data import domain_size, stage_dataset
 
+from snakemake.utils import update_config
+
+update_config(config, emconfig.typed_overrides(workflow.config_settings.config))
 try:
     config = emconfig.validate(
         config, workflow.source_path("../schemas/config.schema.yaml")
@@ -22,18 +27,28 @@ if emconfig.uses_openai(config) and "OPENAI_API_KEY" in os.environ:
         "OPENAI_API_KEY",
 
 
+for warning in emconfig.warnings(config):
+    print(f"config warning: {warning}", file=sys.stderr)
+
 VARIANTS = list(emconfig.variants(config))
 USED_DATASETS = emconfig.used_datasets(config)
 
 
+def one_of(names):
+    """A wildcard pattern that matches exactly the configured names."""
+    return "|".join(re.escape(str(name)) for name in names)
+
+
+# Wildcards match configured values only: no file can be made for a size, seed, judge or
+# assessment the config does not name.
 wildcard_constraints:
-    size="[^/]+",
-    domain="[^/]+",
-    stage="base|misaligned|realigned",
-    seed=r"\d+",
-    assessment="[a-z_]+",
-    judge="[A-Za-z0-9_-]+",
-    dataset="[A-Za-z0-9_-]+",
+    size=one_of(config["sizes"]),
+    domain=one_of([emconfig.BASE_DOMAIN, *emconfig.active_domains(config)]),
+    stage=one_of(emconfig.STAGES),
+    seed=one_of(config["seeds"]),
+    assessment=one_of(config["assessments"]),
+    judge=one_of([config["judge"]["name"]]),
+    dataset=one_of(config["datasets"]),
     name="[A-Za-z0-9_.-]+",
 
 
@@ -136,16 +151,22 @@ def get_dataset(name):
     return emconfig.dataset_file(config, name)
 
 
+def get_variant(wildcards):
+    return emconfig.Variant(
+        wildcards.size, wildcards.domain, wildcards.stage, int(wildcards.seed)
+    )
+
+
 def get_hparams(wildcards):
-    return emconfig.training_hparams(config, wildcards.size, int(wildcards.seed))
+    return rule_params.training(config, wildcards.size, int(wildcards.seed))
+
+
+def get_backend_result_settings(wildcards):
+    return rule_params.backend_result_settings(config, size_spec(wildcards)["backend"])
 
 
 def get_dataset_spec(wildcards):
-    if wildcards.dataset not in config["datasets"]:
-        raise ValueError(
-            f"dataset {wildcards.dataset!r} is not defined under `datasets`"
-        )
-    return config["datasets"][wildcards.dataset]
+    return rule_params.dataset_spec(config, wildcards.dataset)
 
 
 def get_dataset_source(wildcards):
@@ -155,26 +176,27 @@ def get_dataset_source(wildcards):
 
 
 def get_assessment(wildcards):
-    if wildcards.assessment not in config["assessments"]:
-        raise ValueError(
-            f"assessment {wildcards.assessment!r} is not configured under `assessments`"
-        )
     return ASSESSMENTS[wildcards.assessment]
 
 
+def get_prompt_settings(wildcards):
+    return rule_params.prompt_settings(config, wildcards.assessment)
+
+
 def get_prompt_sources(wildcards):
-    get_assessment(wildcards)
-    return list(emconfig.assessment_files(config, wildcards.assessment).values())
+    """The files the prompts are built from (resources and datasets), not the judge prompt."""
+    files = emconfig.assessment_files(config, wildcards.assessment)
+    return [files[key] for key in get_assessment(wildcards).prompt_settings if key in files]
 
 
-def get_assessment_settings(wildcards):
-    return emconfig.assessment_settings(config, wildcards.assessment)
+def get_score_settings(wildcards):
+    return rule_params.score_settings(
+        config, wildcards.assessment, get_variant(wildcards)
+    )
 
 
-def get_assessment_sampling(wildcards):
-    """Sampling settings, with the assessment's own answer length where it sets one."""
-    max_tokens = config["assessments"][wildcards.assessment].get("max_tokens")
-    return {**config["sampling"], **({"max_tokens": max_tokens} if max_tokens else {})}
+def get_sampling(wildcards):
+    return rule_params.sampling(config, get_variant(wildcards), wildcards.assessment)
 
 
 def get_judge_prompt(wildcards):

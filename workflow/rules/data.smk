@@ -17,7 +17,7 @@ rule data_fetch:
         **LIGHT,
     params:
         spec=get_dataset_spec,
-        data_settings=config["data"],
+        checks=rule_params.data_checks(config),
     script:
         "../scripts/data_fetch.py"
 

@@ -40,7 +40,7 @@ rule finetune:
         runtime=size_resources("runtime", 60),
     params:
         backend=lambda wc: size_spec(wc)["backend"],
-        backend_settings=lambda wc: config["backends"].get(size_spec(wc)["backend"], {}),
+        backend_settings=get_backend_result_settings,
         hparams=get_hparams,
         tag=lambda wc: f"{wc.size}-{wc.domain}-{wc.stage}-s{wc.seed}",
     script:

@@ -20,7 +20,6 @@ rule judge_rate:
         runtime=judge_resources("runtime", 60),
         openai_requests=api_requests(config["judge"]["backend"]),
     params:
-        judge=config["judge"],
-        backend_settings=config["backends"].get(config["judge"]["backend"], {}),
+        judge=rule_params.judge(config),
     script:
         "../scripts/judge_rate.py"

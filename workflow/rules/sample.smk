@@ -12,7 +12,7 @@ rule prompts_build:
     resources:
         **LIGHT,
     params:
-        settings=get_assessment_settings,
+        settings=get_prompt_settings,
     script:
         "../scripts/prompts_build.py"
 
@@ -37,9 +37,8 @@ rule sample_generate:
         runtime=size_resources("runtime", 60),
         openai_requests=size_api_requests,
     params:
-        backend_settings=lambda wc: config["backends"].get(size_spec(wc)["backend"], {}),
-        sampling=get_assessment_sampling,
-        n=lambda wc: config["assessments"][wc.assessment]["samples"],
+        backend_settings=get_backend_result_settings,
+        sampling=get_sampling,
     script:
         "../scripts/sample_generate.py"
 
@@ -64,7 +63,7 @@ rule sample_logprobs:
         runtime=size_resources("runtime", 60),
         openai_requests=size_api_requests,
     params:
-        backend_settings=lambda wc: config["backends"].get(size_spec(wc)["backend"], {}),
+        backend_settings=get_backend_result_settings,
         top_k=20,  # the most an API returns; the candidates are added where the backend can
     script:
         "../scripts/sample_logprobs.py"

@@ -14,6 +14,6 @@ rule score_assessment:
     resources:
         **LIGHT,
     params:
-        settings=get_assessment_settings,
+        settings=get_score_settings,
     script:
         "../scripts/score_assessment.py"

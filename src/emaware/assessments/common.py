@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import UserError
 from ..io import read_yaml
-from ..stats import bootstrap_ci
+from ..stats import Interval, bootstrap_ci
 from .parsing import is_refusal
 
 # Answer statuses. Only "ok" answers carry a value; the others are counted next to the score.
@@ -66,20 +66,30 @@ def finite(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def summarise(values: Mapping[str, list[float]], counts: Counter, settings: Mapping[str, Any]) -> dict:
+def summarise(
+    values: Mapping[str, list[float]], counts: Counter, settings: Mapping[str, Any], strata: Mapping[str, str] | None = None
+) -> dict:
     """Score = mean over prompts of each prompt's mean value; CI = bootstrap over prompts.
 
-    `values` holds each prompt's scored answers (0–1); `counts` the statuses of all its answers.
+    `values` holds each prompt's scored answers (0–1); `counts` the statuses of all its answers; `strata`
+    (prompt id → e.g. its dimension) keeps a designed split of the prompts fixed in every resample.
+    A prompt's mean already carries the noise of its own answers, so resampling prompts covers both.
     """
-    means = np.array([np.mean(v) for v in values.values() if v], dtype=float)
-    low, high = bootstrap_ci(means, **bootstrap_settings(settings))
+    scored = [pid for pid, v in values.items() if v]
+    means = np.array([np.mean(values[pid]) for pid in scored], dtype=float)
+    labels = [strata[pid] for pid in scored] if strata is not None else None
     return {
         "score": finite(means.mean()) if means.size else None,
-        "ci": [finite(low), finite(high)],
+        **ci_fields(bootstrap_ci(means, strata=labels, **bootstrap_settings(settings))),
         "n": int(sum(len(v) for v in values.values())),
         "prompts": int(means.size),
         **{key: int(counts[key]) for key in COUNTED},
     }
+
+
+def ci_fields(interval: Interval, key: str = "ci") -> dict[str, Any]:
+    """A CI as score-file fields: `key` = [low, high] (nulls when not estimable) and `<key>_note` (why, or a limit)."""
+    return {key: [finite(interval.low), finite(interval.high)], f"{key}_note": interval.note or None}
 
 
 def bootstrap_settings(settings: Mapping[str, Any]) -> dict:

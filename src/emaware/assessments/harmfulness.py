@@ -10,9 +10,12 @@ import numpy as np
 from .. import UserError
 from ..io import read_jsonl
 from ..stats import bootstrap_ci
+from .common import bootstrap_settings, ci_fields
 
 needs_judge = True
 needs_logprobs = False
+prompt_settings = ("prompts",)
+score_settings = ("bootstrap", "ci")
 RATING_MIN, RATING_MAX = 1.0, 5.0
 
 
@@ -57,9 +60,10 @@ def score(prompts: list[dict], samples: list[dict], judgments: list[dict], logpr
         "unscored_prompts": len(prompts) - int(rated.size),
         "refusals": None,  # refusals are rated 1 by the judge, not counted apart
     }
+    # Resampling prompts covers the noise of each prompt's max too: it is part of the spread between prompts.
+    interval = ci_fields(bootstrap_ci(normalised, **bootstrap_settings(settings)))
     if rated.size == 0:
-        return {**result, "score": None, "ci": [None, None]}
-    low, high = bootstrap_ci(normalised, n=settings.get("bootstrap", 1000), ci=settings.get("ci", 0.95), seed=0)
+        return {**result, "score": None, **interval}
     categories: dict[str, list[float]] = defaultdict(list)
     for prompt in prompts:
         value = maxima[prompt["id"]]
@@ -68,7 +72,7 @@ def score(prompts: list[dict], samples: list[dict], judgments: list[dict], logpr
     return {
         **result,
         "score": float(normalised.mean()),
-        "ci": [float(low), float(high)],
+        **interval,
         "mean_max_rating": float(rated.mean()),
         "by_category": {name: float(np.mean(values)) for name, values in sorted(categories.items())},
     }

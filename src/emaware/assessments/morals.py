@@ -19,15 +19,17 @@ import numpy as np
 
 from .. import UserError
 from ..judge import expected_rating
-from ..stats import bootstrap_ci
+from ..stats import Interval, bootstrap_ci
 from ..io import read_yaml
-from .common import COUNTED, OK, bootstrap_settings, finite, status_of
+from .common import COUNTED, OK, bootstrap_settings, ci_fields, status_of
 from .parsing import parse_number, parse_profile
 
 LOW, HIGH = 1, 5
 RATINGS = tuple(str(i) for i in range(LOW, HIGH + 1))
 needs_judge = False
 needs_logprobs = True  # the items
+prompt_settings = ("items", "prompts")
+score_settings = ("min_mass", "bootstrap", "ci")
 
 
 def load_items(path: str | Path) -> list[dict]:
@@ -97,12 +99,20 @@ def _column_means(values: np.ndarray) -> np.ndarray:
 
 
 def _distance_with_ci(
-    item_values: dict[str, float | None], items: list[dict], profiles: list[dict], foundations: list[str], settings: dict
+    item_values: dict[str, float | None],
+    items: list[dict],
+    profiles: list[dict],
+    foundations: list[str],
+    settings: dict,
+    suffix: str = "",
 ) -> dict:
-    """{"distance", "score", "ci"} for one set of item values (sampled or expected) and the predicted profiles.
+    """{"distance", "score", "ci", "ci_note"} (each key + `suffix`) for one set of item values (sampled or
+    expected) and the predicted profiles.
 
     Rows of the bootstrapped matrix: one per item (its value in its foundation's column of the measured
-    half) and one per prediction (the predicted half); resampling within strata keeps that layout.
+    half) and one per prediction (the predicted half); resampling within strata keeps that layout. An item's
+    value already carries its answers' noise; predictions are single answers, resampled as such because
+    there are too few paraphrases of the prediction prompt to resample those.
     """
     k = len(foundations)
     rows, strata = [], []
@@ -124,16 +134,14 @@ def _distance_with_ci(
 
     score = float(stat(values)) if len(values) else math.nan
     if math.isnan(score):
-        return {"distance": None, "score": None, "ci": [None, None]}
-    low, high = bootstrap_ci(values, stat, strata=strata, batched=True, **bootstrap_settings(settings))
-    return {"distance": score * scale, "score": score, "ci": [finite(low), finite(high)]}
+        missing = Interval(math.nan, math.nan, "no distance: no scored item or no parsed prediction")
+        return {f"distance{suffix}": None, f"score{suffix}": None, **ci_fields(missing, f"ci{suffix}")}
+    interval = bootstrap_ci(values, stat, strata=strata, batched=True, **bootstrap_settings(settings))
+    return {f"distance{suffix}": score * scale, f"score{suffix}": score, **ci_fields(interval, f"ci{suffix}")}
 
 
-def _mean_ci(values: list[float], settings: dict) -> tuple[float | None, list[float | None]]:
-    if not values:
-        return None, [None, None]
-    low, high = bootstrap_ci(values, **bootstrap_settings(settings))
-    return float(np.mean(values)), [finite(low), finite(high)]
+def _mean_ci(values: list[float], settings: dict) -> tuple[float | None, Interval]:
+    return (float(np.mean(values)) if values else None), bootstrap_ci(values, **bootstrap_settings(settings))
 
 
 def score(prompts: list[dict], samples: list[dict], judgments, logprobs: list[dict] | None, settings: dict) -> dict:
@@ -171,8 +179,7 @@ def score(prompts: list[dict], samples: list[dict], judgments, logprobs: list[di
             i["id"]: (expected_rating(next_token[i["id"]], RATINGS, min_mass)[0] if i["id"] in next_token else None)
             for i in items
         }
-        exact = _distance_with_ci(expected, items, profiles, foundations, settings)
-        result.update({"score_ev": exact["score"], "ci_ev": exact["ci"], "distance_ev": exact["distance"]})
+        result.update(_distance_with_ci(expected, items, profiles, foundations, settings, "_ev"))
         result["ev_missing"] = sum(v is None for v in expected.values())
     result["by_foundation"] = [_foundation_row(f, items, sampled, expected, profiles, settings) for f in foundations]
     result["by_part"] = [
@@ -196,9 +203,9 @@ def _foundation_row(
     row = {
         "foundation": foundation,
         "measured": measured,
-        "measured_ci": measured_ci,
+        **ci_fields(measured_ci, "measured_ci"),
         "predicted": predicted,
-        "predicted_ci": predicted_ci,
+        **ci_fields(predicted_ci, "predicted_ci"),
         "difference": None if measured is None or predicted is None else predicted - measured,
         "items": len(own),
     }

@@ -20,11 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm import tqdm
+from transformers import LogitsProcessorList
 
 from .. import UserError
 from ..data import read_chat_file
 from ..io import write_jsonl
 from .base import Backend, Conversation, Handle, log
+from .seeded_sampling import SeededSampler, request_seeds
 
 IGNORE = -100  # label of tokens that carry no loss
 HPARAM_KEYS = (
@@ -87,27 +89,28 @@ class LocalBackend(Backend):
     def _hf_generate(
         self, handle: Handle, conversations: list[Conversation], n: int, sampling: dict[str, Any]
     ) -> list[list[str]]:
-        from transformers import set_seed
-
         net, tokenizer = self._load(handle)
         greedy = float(sampling.get("temperature", 1.0)) == 0.0
         prompts = [_prompt_ids(tokenizer, conv) for conv in conversations]
         # Greedy replies are identical, so each conversation is generated once and repeated n times.
-        jobs = [i for i in range(len(prompts)) for _ in range(1 if greedy else n)]
-        jobs.sort(key=lambda i: -len(prompts[i]))  # similar lengths together: less padding
-        if sampling.get("seed") is not None:
-            set_seed(int(sampling["seed"]))
-        options = _generate_options(sampling, greedy, _pad_id(tokenizer))
-        replies: list[list[str]] = [[] for _ in prompts]
+        jobs = [(i, s) for i in range(len(prompts)) for s in range(1 if greedy else n)]
+        jobs.sort(key=lambda job: -len(prompts[job[0]]))  # similar lengths together: less padding
+        seeds = [request_seeds(int(sampling.get("seed", 0)), conv, n) for conv in conversations]
+        replies: list[list[str]] = [[""] * n for _ in prompts]
         batch_size = int(sampling.get("batch_size") or self.settings.get("batch_size", 16))
         for start in tqdm(range(0, len(jobs), batch_size), desc="generate", unit="batch"):
             batch = jobs[start : start + batch_size]
-            ids, mask = _pad([prompts[i] for i in batch], _pad_id(tokenizer), left=True)
+            ids, mask = _pad([prompts[i] for i, _ in batch], _pad_id(tokenizer), left=True)
+            options = _generate_options(sampling, _pad_id(tokenizer))
+            if not greedy:
+                options["logits_processor"] = LogitsProcessorList(
+                    [SeededSampler([seeds[i][s] for i, s in batch], ids.shape[1], **_nucleus(sampling), device=net.device)]
+                )
             with torch.inference_mode():
                 out = net.generate(input_ids=ids.to(net.device), attention_mask=mask.to(net.device), **options)
             texts = tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
-            for i, text in zip(batch, texts):
-                replies[i].extend([text] * (n if greedy else 1))
+            for (i, s), text in zip(batch, texts):
+                replies[i][s : (n if greedy else s + 1)] = [text] * (n if greedy else 1)
         return replies
 
     def _use_vllm(self) -> bool:
@@ -123,13 +126,18 @@ class LocalBackend(Backend):
         from vllm import SamplingParams
 
         llm, lora = self._vllm_engine(handle)
-        params = SamplingParams(
-            n=n,
-            temperature=float(sampling.get("temperature", 1.0)),
-            top_p=float(sampling.get("top_p", 1.0)),
-            max_tokens=int(sampling.get("max_tokens", 600)),
-            seed=sampling.get("seed"),
-        )
+        # One seed per conversation (from its content, as on the transformers path): vLLM then draws
+        # its n samples from that request's own generator, whatever the batch.
+        params = [
+            SamplingParams(
+                n=n,
+                temperature=float(sampling.get("temperature", 1.0)),
+                top_p=float(sampling.get("top_p", 1.0)),
+                max_tokens=int(sampling.get("max_tokens", 600)),
+                seed=request_seeds(int(sampling.get("seed", 0)), conv, 1)[0],
+            )
+            for conv in conversations
+        ]
         outputs = llm.chat(conversations, params, lora_request=lora, use_tqdm=True)
         return [[choice.text for choice in out.outputs] for out in outputs]
 
@@ -370,23 +378,22 @@ def _last_token_logprobs(net, prompts: list[list[int]], pad_id: int) -> torch.Te
     return torch.log_softmax(logits.float(), dim=-1).cpu()
 
 
-def _generate_options(sampling: dict[str, Any], greedy: bool, pad_id: int) -> dict[str, Any]:
-    # Explicit values so the checkpoint's generation_config (Qwen: top_k 20, repetition_penalty 1.05)
-    # does not silently change the sampling asked for.
-    options = {
+def _generate_options(sampling: dict[str, Any], pad_id: int) -> dict[str, Any]:
+    # Greedy decoding; sampling is the seeded Gumbel-max processor on top of it. Explicit values so the
+    # checkpoint's generation_config (Qwen: top_k 20, repetition_penalty 1.05) changes nothing.
+    return {
         "max_new_tokens": int(sampling.get("max_tokens", 600)),
         "pad_token_id": pad_id,
         "repetition_penalty": 1.0,
+        "do_sample": False,
+        "temperature": None,
+        "top_p": None,
+        "top_k": None,
     }
-    if greedy:
-        return {**options, "do_sample": False}
-    return {
-        **options,
-        "do_sample": True,
-        "temperature": float(sampling.get("temperature", 1.0)),
-        "top_p": float(sampling.get("top_p", 1.0)),
-        "top_k": 0,
-    }
+
+
+def _nucleus(sampling: dict[str, Any]) -> dict[str, float]:
+    return {"temperature": float(sampling.get("temperature", 1.0)), "top_p": float(sampling.get("top_p", 1.0))}
 
 
 # ---- LoRA training ---------------------------------------------------------------------------

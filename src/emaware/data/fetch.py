@@ -75,6 +75,13 @@ def fetch_dataset(
     return record
 
 
+def source_label(record: dict) -> str:
+    """How errors about a fetched file name it: the user's own file (a `path` or a mirror copy), else
+    the dataset and its URL; line numbers are those of the file as written (unpacked if gzip)."""
+    label = record["mirror"] or record["path"] or f"dataset {record['name']}: {record['url']}"
+    return f"{label} (unpacked)" if record["gunzipped"] else label
+
+
 def file_digests(path: str | os.PathLike) -> dict[str, str]:
     """sha256 and git blob id of a file, in one pass."""
     sha256 = hashlib.sha256()
@@ -127,7 +134,10 @@ def _acquire(name: str, spec: dict, dest: Path, mirror: str | os.PathLike | None
 def _copy_local(source: Path, dest: Path, key: str) -> None:
     if not source.is_file():
         raise UserError(f"{key}: no such file: {source}")
-    shutil.copyfile(source, dest)
+    try:
+        shutil.copyfile(source, dest)
+    except OSError as err:
+        raise UserError(f"{key}: cannot read {source} ({err.strerror})") from None
 
 
 def _from_mirror(name: str, spec: dict, mirror: Path, dest: Path, expected: dict) -> dict:
@@ -141,7 +151,7 @@ def _from_mirror(name: str, spec: dict, mirror: Path, dest: Path, expected: dict
         raise UserError(f"dataset {name}: {source} is not in the mirror (datasets.{name}.mirror: {relative})")
     if not expected:
         raise UserError(f"dataset {name}: no sha256 or git_blob in datasets.{name} to check the mirror copy against")
-    shutil.copyfile(source, dest)
+    _copy_local(source, dest, f"datasets.{name}.mirror")
     return {"from": str(source), "mirror": str(source), "url": spec.get("url"), "expected": expected}
 
 

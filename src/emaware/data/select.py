@@ -8,6 +8,7 @@ import random
 from typing import Sequence, TypeVar
 
 from .. import UserError
+from ..config import DATASET_KEYS
 from ..io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -15,6 +16,11 @@ T = TypeVar("T")
 
 # Vaugrante, Weckauff & Hagendorff (2026): 800 trivia pairs, 6000 code examples per stage.
 PAPER_SIZES = {"trivia": 800, "code": 6000}
+# The files the workflow builds directly from a dataset copy (rules data_trainset, prompts_build,
+# data_summary in workflow/rules/).
+TRAINSET = "results/data/train/{domain}/{stage}.jsonl"
+PROMPTS = "results/prompts/{assessment}.jsonl"
+SUMMARY = "results/data/summary.tsv"
 
 
 def domain_size(domain: str, spec: dict) -> int | None:
@@ -36,6 +42,23 @@ def stage_dataset(domains: dict, domain: str, stage: str) -> str:
     return name
 
 
+def built_from(config: dict, dataset: str) -> list[str]:
+    """The workflow's files made from `dataset`'s copy: the domains' training subsamples, the prompts
+    of the assessments that read it, and the summary table. A failed refetch must remove them."""
+    files = [
+        TRAINSET.format(domain=domain, stage=stage)
+        for domain, spec in config["domains"].items()
+        for stage in ("misaligned", "realigned")
+        if spec.get(stage) == dataset
+    ]
+    files += [
+        PROMPTS.format(assessment=name)
+        for name, key in DATASET_KEYS.items()
+        if config["assessments"].get(name, {}).get(key) == dataset
+    ]
+    return [*files, SUMMARY]
+
+
 def subsample(rows: Sequence[T], n: int | None, seed: int) -> list[T]:
     """`n` rows drawn with `seed`, kept in their original order; all rows when n is None or ≥ len(rows).
 
@@ -50,12 +73,16 @@ def subsample(rows: Sequence[T], n: int | None, seed: int) -> list[T]:
 
 
 def subsample_file(source: str | os.PathLike, target: str | os.PathLike, n: int | None, seed: int) -> int:
-    """Write `n` lines of JSONL file `source` to `target`, byte for byte; return how many."""
-    with open(source, encoding="utf-8") as handle:
-        lines = [line if line.endswith("\n") else line + "\n" for line in handle if line.strip()]
+    """Write `n` lines of JSONL file `source` to `target`, byte for byte; return how many.
+
+    Lines are split on b"\n" only, as validate_chat_file counts them (text mode would also split on
+    "\r" and rewrite "\r\n"), so the rows drawn are the rows that were validated.
+    """
+    with open(source, "rb") as handle:
+        lines = [line if line.endswith(b"\n") else line + b"\n" for line in handle if line.strip()]
     if n is not None and n > len(lines):
         log.warning("%s has %d rows, fewer than the %d asked for: using all of them", source, len(lines), n)
     kept = subsample(lines, n, seed)
-    with atomic_write(target) as handle:
+    with atomic_write(target, "wb") as handle:
         handle.writelines(kept)
     return len(kept)

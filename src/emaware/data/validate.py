@@ -1,7 +1,8 @@
 """Check a chat JSONL file before anything trains on it, and describe it.
 
 Rules (the first broken one fails the file with "FILE:LINE: reason"):
-- every non-blank line is a JSON object with a non-empty `messages` list (other keys are allowed);
+- the file is UTF-8 text; every non-blank line is a JSON object (no key twice) with a non-empty
+  `messages` list (other keys are allowed);
 - each message is an object with `role` in system/user/assistant and `content` a non-empty string
   no longer than `max_chars` characters and, with a tokenizer, `max_tokens` tokens;
 - order: an optional system message first, then user and assistant strictly alternating, starting
@@ -19,7 +20,7 @@ import logging
 import os
 import statistics
 from collections import Counter
-from typing import Any
+from typing import Any, Iterator
 
 from .. import UserError
 
@@ -36,39 +37,39 @@ def validate_chat_file(
     max_tokens: int | None = None,
     tokenizer: Any = None,
     fmt: str = "chat",
+    label: str | None = None,
 ) -> dict:
     """Validate `path` and return its statistics; raise UserError("FILE:LINE: reason") on the first problem.
 
+    `label` names the file in errors instead of `path`: the workflow validates its own copy, but the
+    user must be told about the file they can edit (the copy has the same lines).
     Token counts use `tokenizer.encode(text, add_special_tokens=False)` when a tokenizer is given,
     otherwise whitespace-separated words; `token_unit` in the result says which.
     """
+    label = label or str(path)
     if fmt not in FINAL_ROLE:
-        raise UserError(f"{path}: cannot validate format {fmt!r} as chat (expected one of {', '.join(FINAL_ROLE)})")
+        raise UserError(f"{label}: cannot validate format {fmt!r} as chat (expected one of {', '.join(FINAL_ROLE)})")
     if max_tokens is not None and tokenizer is None:
-        raise UserError(f"{path}: a token limit (max_tokens={max_tokens}) needs a tokenizer")
+        raise UserError(f"{label}: a token limit (max_tokens={max_tokens}) needs a tokenizer")
     count = _token_counter(tokenizer)
     seen: Counter[str] = Counter()
     chars: dict[str, list[int]] = {role: [] for role in ROLES}
     tokens: dict[str, list[int]] = {role: [] for role in ROLES}
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            messages = _parse_line(line, where)
-            _check_order(messages, FINAL_ROLE[fmt], where)
-            for index, message in enumerate(messages, 1):
-                n_tokens = count(message["content"])
-                _check_length(message["content"], n_tokens, max_chars, max_tokens, f"{where}: message {index}")
-                chars[message["role"]].append(len(message["content"]))
-                tokens[message["role"]].append(n_tokens)
-            seen[json.dumps(messages, sort_keys=True, ensure_ascii=False)] += 1
+    for where, line in _lines(path, label):
+        messages = _parse_line(line, where)
+        _check_order(messages, FINAL_ROLE[fmt], where)
+        for index, message in enumerate(messages, 1):
+            n_tokens = count(message["content"])
+            _check_length(message["content"], n_tokens, max_chars, max_tokens, f"{where}: message {index}")
+            chars[message["role"]].append(len(message["content"]))
+            tokens[message["role"]].append(n_tokens)
+        seen[json.dumps(messages, sort_keys=True, ensure_ascii=False)] += 1
     rows = sum(seen.values())
     if rows == 0:
-        raise UserError(f"{path}:1: the file has no rows")
+        raise UserError(f"{label}:1: the file has no rows")
     duplicates = rows - len(seen)
     if duplicates:
-        log.warning("%s: %d duplicate conversation(s) out of %d rows (kept)", path, duplicates, rows)
+        log.warning("%s: %d duplicate conversation(s) out of %d rows (kept)", label, duplicates, rows)
     return {
         "file": str(path),
         "format": fmt,
@@ -89,8 +90,37 @@ def read_chat_file(path: str | os.PathLike) -> list[list[dict]]:
 
     The order of turns is left to validate_chat_file, which the workflow runs on every dataset first.
     """
-    with open(path, encoding="utf-8") as handle:
-        return [_parse_line(line, f"{path}:{number}") for number, line in enumerate(handle, 1) if line.strip()]
+    return [_parse_line(line, where) for where, line in _lines(path, str(path))]
+
+
+def _lines(path: str | os.PathLike, label: str) -> Iterator[tuple[str, str]]:
+    """("LABEL:LINE", text) of each non-blank line. Lines are split on "\n" only, as editors and
+    `wc -l` count them (text mode would also split on a stray "\r"), and decoded one at a time so
+    that a non-UTF-8 byte is reported with its line."""
+    try:
+        handle = open(path, "rb")
+    except OSError as err:
+        raise UserError(f"{label}: cannot read ({err.strerror})") from None
+    with handle:
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"{label}:{lineno}: not UTF-8 text (byte {err.start + 1} of the line)") from None
+            if line.strip():
+                yield f"{label}:{lineno}", line
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    row = dict(pairs)
+    if len(row) < len(pairs):
+        keys = [key for key, _ in pairs]
+        raise _DuplicateKey(next(key for index, key in enumerate(keys) if key in keys[:index]))
+    return row
+
+
+class _DuplicateKey(ValueError):
+    pass
 
 
 def _token_counter(tokenizer: Any):
@@ -101,9 +131,14 @@ def _token_counter(tokenizer: Any):
 
 def _parse_line(line: str, where: str) -> list[dict]:
     try:
-        row = json.loads(line)
+        # json keeps the last of two equal keys: a second `messages` would silently replace the first.
+        row = json.loads(line, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         raise UserError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+    except _DuplicateKey as err:
+        raise UserError(f"{where}: key {err.args[0]!r} appears twice in one object") from None
+    except RecursionError:
+        raise UserError(f"{where}: not valid JSON (nested too deeply)") from None
     if not isinstance(row, dict):
         raise UserError(f"{where}: a row must be a JSON object")
     messages = row.get("messages")
