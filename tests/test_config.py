@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -77,3 +79,32 @@ def test_reordering_keys_changes_no_setting_block():
     assert repr(first["judge"]) == repr(second["judge"])
     assert repr(first["sizes"]) == repr(second["sizes"])
     assert list(second["sizes"]) == ["0.5b", "7b", "32b"]  # the sizes keep the file's order
+
+
+def test_size_overrides_get_no_defaults_and_defaults_are_valid():
+    config = emconfig.validate(paper_config(), SCHEMA)
+    assert config["sizes"]["7b"]["training"] == {"gradient_checkpointing": True}
+    assert config["sizes"]["0.5b"]["training"] == {}
+    assert emconfig.validate(config, SCHEMA) == config  # the filled-in defaults pass the schema too
+
+
+def test_training_defaults_fill_a_missing_backend_block():
+    config = paper_config()
+    del config["training"]["local"]
+    hparams = emconfig.training_hparams(emconfig.validate(config, SCHEMA), "0.5b", 0)
+    assert (hparams["lora_r"], hparams["epochs"], hparams["lr_scheduler"]) == (32, 1, "linear")
+
+
+def test_schema_seed_limit_is_the_code_one():
+    from emaware.io import read_yaml
+    from emaware.seeds import SEED_LIMIT
+
+    assert read_yaml(SCHEMA)["$defs"]["seed"]["maximum"] == SEED_LIMIT - 1
+
+
+def test_config_files_are_read_strictly(tmp_path):
+    emconfig.check_config_files([str(ROOT / "config" / name) for name in ("config.yaml", "quickstart.yaml", "openai.yaml")])
+    path = tmp_path / "c.yaml"
+    path.write_text("seeds: [0]\ntraining:\n  local: {epochs: 1}\ntraining:\n  openai: {}\n")
+    with pytest.raises(UserError, match=rf"^{re.escape(str(path))}:4: duplicate key 'training' \(first on line 2\)$"):
+        emconfig.check_config_files([str(path)])

@@ -536,3 +536,48 @@ def test_proposed_config_is_consistent():
             assert spec.get("sha256") or spec.get("git_blob"), name
             assert re.search(r"/[0-9a-f]{40}/", spec["url"]) and spec["commit"] in spec["url"], name
             assert spec.get("licence") and spec.get("mirror"), name
+
+
+# --- a failed validation in the workflow step ------------------------------------------------------
+
+
+def step_config(spec: dict) -> dict:
+    """The parts of a validated config that the data_fetch step reads."""
+    return {
+        "datasets": {"bad": {"format": "chat", **spec}},
+        "domains": {"trivia": {"misaligned": "bad", "realigned": "other"}, "code": {"misaligned": "other"}},
+        "assessments": {"harmfulness": {"prompts": "other"}},
+        "data": {"mirror": None, "retries": 0, "max_chars": 100, "max_tokens": None, "tokenizer": None},
+    }
+
+
+def test_failed_validation_names_the_users_file_and_removes_what_was_built_from_it(tmp_path, monkeypatch):
+    from emaware.steps import data_fetch
+
+    monkeypatch.chdir(tmp_path)
+    source = Path("resources/mine.jsonl")
+    source.parent.mkdir()
+    source.write_text(json.dumps(chat("a", "b")) + "\n\n" + json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
+    stale = [Path("results/data/train/trivia/misaligned.jsonl"), Path("results/data/summary.tsv")]
+    kept = Path("results/data/train/code/misaligned.jsonl")  # built from another dataset
+    for path in [*stale, kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("from an earlier run\n")
+    data, stats = "results/data/bad.jsonl", "results/data/bad.jsonl.stats.json"
+    with pytest.raises(UserError) as err:
+        data_fetch("bad", data, stats, step_config({"path": str(source)}))
+    assert str(err.value) == "resources/mine.jsonl:3: the conversation ends with user, expected assistant"
+    assert not any(Path(p).exists() for p in [data, stats, provenance_path(data), *stale])
+    assert kept.exists()
+
+
+def test_a_download_that_fails_validation_is_named_by_dataset_and_url(server, tmp_path, monkeypatch):
+    from emaware.steps import data_fetch
+
+    monkeypatch.chdir(tmp_path)
+    body = GOOD + b'{"messages": []}\n'
+    url = server.add("/set.jsonl", Reply(body=gzip.compress(body)))
+    spec = {"url": url, "sha256": hashlib.sha256(body).hexdigest()}
+    with pytest.raises(UserError) as err:
+        data_fetch("bad", "results/data/bad.jsonl", "results/data/bad.jsonl.stats.json", step_config(spec))
+    assert str(err.value) == f"dataset bad: {url} (unpacked):6: `messages` must be a non-empty list"

@@ -40,7 +40,7 @@ def test_quickstart_builds_table_and_figure(workdir):
     for figure in ("inverted_v", "scatter_matrix", "selfassessment_formats", "mfq2_profiles"):
         assert (workdir / f"results/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
     spearman = (workdir / "results/stats/spearman.tsv").read_text().splitlines()
-    assert spearman[0].split("\t") == ["x", "y", "group", "n", "rho", "ci_lo", "ci_hi", "p"]
+    assert spearman[0].split("\t") == ["x", "y", "group", "n", "rho", "ci_lo", "ci_hi", "p", "p_method", "ci_method", "warning"]
     assert len(spearman) == 1 + 6 * 2  # 6 pairs of the 4 scores, overall and for trivia
     realigned = yaml.safe_load((workdir / "results/models/tiny-s/trivia/realigned/seed0/model.json").read_text())
     assert len(realigned["adapters"]) == 2  # trained on top of the misaligned adapter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 
 from emaware import figures_battery
 from emaware.io import write_json
+from emaware.stats import spearman_table
 from emaware.tables import breakdown_names, breakdown_table, flatten, read_records, variants_table, write_tsv
 
 BASE = {"size": "7b", "domain": "all", "stage": "base", "seed": 0}
@@ -135,8 +137,16 @@ def battery_tables():
 
 def test_battery_figures_are_written(tmp_path, battery_tables):
     variants, formats, foundations = battery_tables
-    figures_battery.scatter_matrix(variants, ["harmfulness", "intentions", "selfassessment"], tmp_path / "scatter.pdf")
+    columns = ["harmfulness", "intentions", "selfassessment"]
+    correlations = spearman_table(variants, list(itertools.combinations(columns, 2)))
+    figures_battery.scatter_matrix(variants, correlations, columns, tmp_path / "scatter.pdf")
     figures_battery.selfassessment_by_format(formats, tmp_path / "formats.pdf")
     figures_battery.mfq_profiles(foundations, tmp_path / "mfq.pdf")
     for name in ("scatter", "formats", "mfq"):
         assert (tmp_path / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_a_ci_note_is_a_value_column_not_a_breakdown_level():
+    result = {"by_format": [{"format": "likert", "score": 0.5, "ci": [None, None], "ci_note": "one prompt"}]}
+    table = breakdown_table([(BASE, "selfassessment", result)], "format")
+    assert list(table.columns) == ["size", "domain", "stage", "seed", "assessment", "format", "score", "ci_lo", "ci_hi", "ci_note"]

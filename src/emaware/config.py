@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -117,17 +118,11 @@ def _message(err: jsonschema.ValidationError) -> str:
         return err.message.replace("Additional properties are not allowed", "unknown key") + f"; known keys: {known}"
     if err.validator == "oneOf":
         return "give exactly one of `path`, `url` or `osf`"
-    if err.validator == "type" and isinstance(err.instance, str) and _is_float(err.instance):
-        return f"{err.message} (YAML reads a number without a dot, like 1e-5, as text: write 1.0e-5)"
+    if err.validator == "type" and isinstance(err.instance, float) and "integer" in err.validator_value:
+        return f"{err.instance!r} is not an integer (write a whole number, without a decimal point)"
+    if err.validator == "type" and isinstance(err.instance, str) and re.fullmatch(r"[-+]?[0-9]+[eE][-+]?[0-9]+", err.instance):
+        return f"{err.message} (YAML reads a number like 1e-5, without a dot, as text: write 1.0e-5)"
     return err.message
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _check_references(config: dict) -> None:

@@ -3,7 +3,6 @@ self-assessment by format, and MFQ-2 profiles per stage beside the self-predicte
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Sequence
 
@@ -15,7 +14,6 @@ import pandas as pd  # noqa: E402
 
 from .config import BASE_DOMAIN, STAGES  # noqa: E402
 from .figures import save_pdf  # noqa: E402
-from .stats import spearman_table  # noqa: E402
 
 MARKERS = "osD^v<>P*X"
 
@@ -29,11 +27,12 @@ def _with_base(table: pd.DataFrame, domain: str) -> pd.DataFrame:
     return table[(table["domain"] == domain) | (table["domain"] == BASE_DOMAIN)]
 
 
-def scatter_matrix(table: pd.DataFrame, columns: Sequence[str], out: str | Path) -> None:
+def scatter_matrix(table: pd.DataFrame, correlations: pd.DataFrame, columns: Sequence[str], out: str | Path) -> None:
     """Every pair of score columns over the variants of the variants table: scatter below the diagonal
-    (colour = stage, marker = domain), Spearman rho with its p value above it."""
+    (colour = stage, marker = domain), Spearman rho with its p value and warning above it, read from the
+    Spearman table (`overall` group) so the figure and results/stats/spearman.tsv never disagree."""
     k = len(columns)
-    rho = spearman_table(table, list(itertools.combinations(columns, 2))).set_index(["x", "y"])
+    rho = correlations[correlations["group"] == "overall"].set_index(["x", "y"])
     domains = list(dict.fromkeys(table["domain"]))
     colours = dict(zip(STAGES, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     fig, axes = plt.subplots(k, k, figsize=(2.4 * k, 2.4 * k), squeeze=False)
@@ -53,10 +52,13 @@ def scatter_matrix(table: pd.DataFrame, columns: Sequence[str], out: str | Path)
                 ax.grid(alpha=0.3)
             else:
                 r = rho.loc[(y, x)]  # above the diagonal y precedes x in `columns`
+                warning = r["warning"] if isinstance(r["warning"], str) else ""
                 ax.text(
                     0.5,
                     0.5,
-                    f"ρ = {r['rho']:.2f}\np = {r['p']:.3g}\nN = {r['n']}",
+                    f"ρ = {r['rho']:.2f}\np = {r['p']:.3g}\nN = {r['n']}" + ("\n⚠ " + warning.split(";")[0] if warning else ""),
+                    wrap=True,
+                    fontsize="small" if warning else None,
                     ha="center",
                     va="center",
                     transform=ax.transAxes,

@@ -186,13 +186,14 @@ def variants_table(scores: list[str], table: str, breakdowns: list[str]) -> None
         tables.write_tsv(tables.breakdown_table(records, Path(path).stem.removeprefix("by_")), path)
 
 
-def spearman(table: str, correlations: str, columns: list[str], seed: int = 0) -> None:
+def spearman(table: str, correlations: str, columns: list[str], seed: int, ci: float) -> None:
     """Spearman table of every pair of `columns`; `seed` seeds the permutation tests (the table is reproducible)."""
     from itertools import combinations
 
     from .stats import spearman_table
 
-    result = spearman_table(pd.read_csv(table, sep="\t"), list(combinations(columns, 2)), by="domain", seed=seed)
+    pairs = list(combinations(columns, 2))
+    result = spearman_table(pd.read_csv(table, sep="\t"), pairs, by="domain", seed=seed, ci=ci)
     with atomic_write(correlations) as handle:
         result.to_csv(handle, sep="\t", index=False)
 
@@ -203,10 +204,10 @@ def inverted_v(table: str, figure: str) -> None:
     plot(pd.read_csv(table, sep="\t"), figure)
 
 
-def scatter_matrix(table: str, figure: str, columns: list[str]) -> None:
+def scatter_matrix(table: str, correlations: str, figure: str, columns: list[str]) -> None:
     from .figures_battery import scatter_matrix as plot
 
-    plot(pd.read_csv(table, sep="\t"), columns, figure)
+    plot(pd.read_csv(table, sep="\t"), pd.read_csv(correlations, sep="\t"), columns, figure)
 
 
 def selfassessment_formats(table: str, figure: str) -> None:

@@ -79,7 +79,11 @@ def breakdown_table(records: Iterable[Record], name: str) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=[*IDENTITY, "assessment"])
     fixed = [*IDENTITY, "assessment"]
-    levels = [c for c in table.columns if c not in fixed and table[c].map(lambda v: isinstance(v, str)).any()]
+    levels = [
+        c
+        for c in table.columns
+        if c not in fixed and not c.endswith("_note") and table[c].map(lambda v: isinstance(v, str)).any()
+    ]
     return table[fixed + levels + _ordered([c for c in table.columns if c not in fixed + levels], LEADING)]
 
 

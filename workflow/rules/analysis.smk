@@ -31,6 +31,8 @@ rule analysis_spearman:
         **LIGHT,
     params:
         columns=RUN_ASSESSMENTS,
+        seed=config["analysis"]["seed"],
+        ci=config["analysis"]["ci"],
     script:
         "../scripts/analysis_spearman.py"
 
@@ -56,6 +58,7 @@ rule analysis_scatter_matrix:
     """Every pair of scores over the variants, with Spearman rho annotated."""
     input:
         table="results/tables/variants.tsv",
+        correlations="results/stats/spearman.tsv",
     output:
         figure="results/figures/scatter_matrix.pdf",
     log:

@@ -7,9 +7,9 @@ from emaware import config as emconfig
 from emaware import rule_params
 from emaware.assessments import ASSESSMENTS, BREAKDOWNS
 from emaware.data import domain_size, stage_dataset
-
 from snakemake.utils import update_config
 
+# --config KEY=VALUE values, read as YAML (Snakemake leaves the items of a list as strings).
 update_config(config, emconfig.typed_overrides(workflow.config_settings.config))
 try:
     config = emconfig.validate(
@@ -186,7 +186,9 @@ def get_prompt_settings(wildcards):
 def get_prompt_sources(wildcards):
     """The files the prompts are built from (resources and datasets), not the judge prompt."""
     files = emconfig.assessment_files(config, wildcards.assessment)
-    return [files[key] for key in get_assessment(wildcards).prompt_settings if key in files]
+    return [
+        files[key] for key in get_assessment(wildcards).prompt_settings if key in files
+    ]
 
 
 def get_score_settings(wildcards):
