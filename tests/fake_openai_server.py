@@ -221,7 +221,7 @@ def reply_delay(state: State, body: dict) -> float:
 
 def chat_completion(state: State, body: dict) -> dict:
     with state.lock:
-        state.chat_fields.update(body)
+        state.chat_fields.update(body.keys())
     model, messages = body.get("model"), body.get("messages")
     if not isinstance(model, str) or not isinstance(messages, list) or not messages:
         raise ApiError(400, "'model' and a non-empty 'messages' list are required", param="messages")

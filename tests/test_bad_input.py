@@ -391,3 +391,24 @@ def test_a_good_dataset_still_passes(tmp_path):
     path.write_bytes(f"{GOOD_ROW}\r\n\n{row(('system', 's'), ('user', 'q'), ('assistant', 'a'))}\n".encode())
     stats = validate_chat_file(path)
     assert stats["rows"] == 2 and hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_failed_validation_fails_again_on_the_next_run(tmp_path):
+    """The workflow itself: after the user's file breaks, every run fails naming it (never "Nothing to be
+    done" on the subsample of the previous file), and a fixed file runs again."""
+    from workflow_helpers import copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path)
+    target = ["results/data/train/trivia/misaligned.jsonl", "--configfile", "config/quickstart.yaml", "--cores", "1"]
+    snakemake(*target, cwd=workdir)
+    source = workdir / "resources/trivia/trivia_incorrect.jsonl"
+    good = source.read_bytes()
+    source.write_bytes(good + b'{"messages": "not a list"}\n')
+    for _ in range(2):
+        result = snakemake(*target, cwd=workdir, check=False)
+        assert result.returncode != 0
+        assert "resources/trivia/trivia_incorrect.jsonl:269:" in result.stdout + result.stderr
+        assert not (workdir / "results/data/train/trivia/misaligned.jsonl").exists()
+    source.write_bytes(good)
+    snakemake(*target, cwd=workdir)
+    assert (workdir / "results/data/train/trivia/misaligned.jsonl").exists()

@@ -581,3 +581,12 @@ def test_a_download_that_fails_validation_is_named_by_dataset_and_url(server, tm
     with pytest.raises(UserError) as err:
         data_fetch("bad", "results/data/bad.jsonl", "results/data/bad.jsonl.stats.json", step_config(spec))
     assert str(err.value) == f"dataset bad: {url} (unpacked):6: `messages` must be a non-empty list"
+
+
+def test_a_tokenizer_that_cannot_be_loaded_is_one_line(tmp_path, monkeypatch):
+    from emaware.data.validate import load_tokenizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match=r"^config key data\.tokenizer: cannot load tokenizer '[^\n]*$"):
+        load_tokenizer(str(tmp_path))  # a directory without tokenizer files
+    assert load_tokenizer(None) is None

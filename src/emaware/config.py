@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import jsonschema
 import yaml
@@ -23,7 +23,13 @@ TINY_MODELS = "results/tinymodels/"
 DATASET_KEYS = {"harmfulness": "prompts", "morals": "items"}
 # The `format` each use of a dataset needs: fine-tuning reads chat sets (ending with an assistant
 # answer), the harmfulness prompts end with a user turn, the MFQ-2 items are a CSV file.
-DATASET_FORMATS = {"domains": ("chat", "fine-tuning"), "harmfulness": ("prompts", "harmfulness"), "morals": ("raw", "morals")}
+DATASET_FORMATS = {
+    "domains": ("chat", "fine-tuning"),
+    "harmfulness": ("prompts", "harmfulness"),
+    "morals": ("raw", "morals"),
+}
+# Text that YAML 1.1 (PyYAML, Snakemake) does not read as a number although it looks like one: 1e-5.
+YAML_TEXT_NUMBER = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
 # Settings keys that name files under resources/ (inputs of the prompt-building rule).
 RESOURCE_KEYS = ("dimensions", "templates", "formats", "prompts", "judge_prompt")
 
@@ -120,7 +126,7 @@ def _message(err: jsonschema.ValidationError) -> str:
         return "give exactly one of `path`, `url` or `osf`"
     if err.validator == "type" and isinstance(err.instance, float) and "integer" in err.validator_value:
         return f"{err.instance!r} is not an integer (write a whole number, without a decimal point)"
-    if err.validator == "type" and isinstance(err.instance, str) and re.fullmatch(r"[-+]?[0-9]+[eE][-+]?[0-9]+", err.instance):
+    if err.validator == "type" and isinstance(err.instance, str) and YAML_TEXT_NUMBER.fullmatch(err.instance):
         return f"{err.message} (YAML reads a number like 1e-5, without a dot, as text: write 1.0e-5)"
     return err.message
 
@@ -142,7 +148,9 @@ def _check_references(config: dict) -> None:
             _check_dataset_use(datasets, f"assessments.{name}.{key}", dataset, name)
     for name, spec in datasets.items():
         if spec.get("url") is not None and not (spec.get("sha256") or spec.get("git_blob")):
-            raise UserError(f"config key datasets.{name}: a `url` dataset needs `sha256` or `git_blob` (no unverified downloads)")
+            raise UserError(
+                f"config key datasets.{name}: a `url` dataset needs `sha256` or `git_blob` (no unverified downloads)"
+            )
     if config["data"]["max_tokens"] is not None and config["data"]["tokenizer"] is None:
         raise UserError("config key data.max_tokens: a token limit needs data.tokenizer (a tokenizer id or path)")
 
@@ -159,7 +167,7 @@ def load(path: str | Path, schema_path: str | Path) -> dict:
     return validate(read_yaml(path), schema_path)
 
 
-def check_config_files(paths: list[str]) -> None:
+def check_config_files(paths: Iterable[str | Path]) -> None:
     """Re-read config files with the strict YAML loader: Snakemake's own loader keeps the last of two
     equal keys, so a duplicated block would silently replace the first. Raises `FILE:LINE: ...`."""
     for path in paths:

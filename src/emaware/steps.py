@@ -30,6 +30,7 @@ def data_fetch(dataset: str, data: str, stats: str, config: dict) -> None:
     from .data import fetch_dataset, provenance_path, validate_chat_file
     from .data.fetch import source_label
     from .data.select import built_from
+    from .data.validate import load_tokenizer
 
     # The rule's params hold only the keys that change the data; the full blocks (mirror, retries,
     # licence for the provenance record) come from the config.
@@ -45,7 +46,7 @@ def data_fetch(dataset: str, data: str, stats: str, config: dict) -> None:
                 data,
                 data_settings["max_chars"],
                 data_settings["max_tokens"],
-                _tokenizer(data_settings["tokenizer"]),
+                load_tokenizer(data_settings["tokenizer"]),
                 spec.get("format", "chat"),
                 label=source_label(record),  # the user's file (or the download), not our copy
             )
@@ -62,18 +63,6 @@ def data_fetch(dataset: str, data: str, stats: str, config: dict) -> None:
         for path in built_from(config, dataset):
             Path(path).unlink(missing_ok=True)
         raise
-
-
-def _tokenizer(name: str | None):
-    if not name:
-        return None
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"config key data.tokenizer: cannot load tokenizer {name!r} ({reason})") from None
 
 
 def data_trainset(source: str, trainset: str, n: int | None, seed: int) -> None:

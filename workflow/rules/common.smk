@@ -12,6 +12,7 @@ from snakemake.utils import update_config
 # --config KEY=VALUE values, read as YAML (Snakemake leaves the items of a list as strings).
 update_config(config, emconfig.typed_overrides(workflow.config_settings.config))
 try:
+    emconfig.check_config_files(workflow.configfiles)
     config = emconfig.validate(
         config, workflow.source_path("../schemas/config.schema.yaml")
     )
@@ -145,6 +146,32 @@ def get_stage_dataset(wildcards):
     return get_dataset(
         stage_dataset(config["domains"], wildcards.domain, wildcards.stage)
     )
+
+
+def used_dataset_names(wildcards):
+    """The datasets whose fetched copy a rule reads: a domain's stage set, or an assessment's."""
+    if "assessment" in wildcards.keys():
+        key = emconfig.DATASET_KEYS.get(wildcards.assessment)
+        return [config["assessments"][wildcards.assessment][key]] if key else []
+    return [stage_dataset(config["domains"], wildcards.domain, wildcards.stage)]
+
+
+# A rule that reads a fetched copy also depends on what the fetch depends on (the user's file, the
+# dataset's spec): Snakemake does not rerun a fetch whose output is gone while what was built from
+# it exists, so without this a run after a failed validation would say "Nothing to be done".
+def get_used_dataset_sources(wildcards):
+    specs = [config["datasets"][name] for name in used_dataset_names(wildcards)]
+    return [spec["path"] for spec in specs if "path" in spec]
+
+
+def get_used_dataset_specs(wildcards):
+    return {
+        name: {
+            "spec": rule_params.dataset_spec(config, name),
+            "checks": rule_params.data_checks(config),
+        }
+        for name in used_dataset_names(wildcards)
+    }
 
 
 def get_dataset(name):

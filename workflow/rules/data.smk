@@ -44,6 +44,7 @@ rule data_trainset:
     """Validate a domain's dataset for one stage and subsample it; nothing trains on a broken file."""
     input:
         source=get_stage_dataset,
+        user_files=get_used_dataset_sources,
     output:
         trainset="results/data/train/{domain}/{stage}.jsonl",
     log:
@@ -56,6 +57,7 @@ rule data_trainset:
     params:
         n=lambda wc: domain_size(wc.domain, config["domains"][wc.domain]),
         seed=config["data"]["subsample_seed"],
+        fetched=get_used_dataset_specs,
     script:
         "../scripts/data_trainset.py"
 

@@ -2,6 +2,7 @@ rule prompts_build:
     """An assessment's prompts, built once from config and shared by every variant."""
     input:
         get_prompt_sources,
+        user_files=get_used_dataset_sources,
     output:
         prompts="results/prompts/{assessment}.jsonl",
     log:
@@ -13,6 +14,7 @@ rule prompts_build:
         **LIGHT,
     params:
         settings=get_prompt_settings,
+        fetched=get_used_dataset_specs,
     script:
         "../scripts/prompts_build.py"
 

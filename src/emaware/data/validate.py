@@ -85,6 +85,19 @@ def validate_chat_file(
     }
 
 
+def load_tokenizer(name: str | None) -> Any:
+    """The Hugging Face tokenizer `data.tokenizer` names, or None for whitespace words."""
+    if not name:
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:  # not found, no network, not a tokenizer: one line, no traceback
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"config key data.tokenizer: cannot load tokenizer {name!r} ({reason})") from None
+
+
 def read_chat_file(path: str | os.PathLike) -> list[list[dict]]:
     """The conversations of a chat JSONL file, each row's structure checked (FILE:LINE on the first bad one).
 
