@@ -31,7 +31,8 @@ Behaviour worth knowing:
   the requests whose path starts with the fault's `path` (default `/v1/`) and, if given, whose
   `method` matches:
   `{"kind": "429", "count": 2, "retry_after": 0.1}` (seconds, sent as Retry-After; or
-  `retry_after_ms`), `{"kind": "500", "count": 1}`, `{"kind": "delay", "count": 1, "seconds": 2}`
+  `retry_after_ms`), `{"kind": "500", "count": 1}` (any HTTP status: "400", "503" …, with optional
+  extra response `headers`, e.g. `{"x-should-retry": "false"}`), `{"kind": "delay", "count": 1, "seconds": 2}`
   (add `"after": true` to act on the request first and answer late: a reply lost to a client timeout).
 """
 
@@ -486,7 +487,7 @@ class Handler(BaseHTTPRequestHandler):
         if chat:
             state.chat_started(+1)
         try:
-            if fault and fault["kind"] in ("429", "500"):
+            if fault and fault["kind"].isdigit():
                 self._fault(fault)
                 return
             delay = float(fault.get("seconds", 1)) if fault and fault["kind"] == "delay" else 0.0
@@ -506,15 +507,18 @@ class Handler(BaseHTTPRequestHandler):
                 state.chat_started(-1)
 
     def _fault(self, fault: dict) -> None:
-        if fault["kind"] == "429":
-            headers = (
+        status, headers = int(fault["kind"]), dict(fault.get("headers") or {})
+        if status == 429:
+            headers.update(
                 {"retry-after-ms": str(fault["retry_after_ms"])}
                 if "retry_after_ms" in fault
                 else {"retry-after": str(fault.get("retry_after", 1))}
             )
-            self._send(429, ApiError(429, "Rate limit reached (fake)", "rate_limit_exceeded").body(), headers)
-        else:
-            self._send(500, ApiError(500, "The server had an error (fake)", "server_error").body())
+        message, code = {
+            429: ("Rate limit reached (fake)", "rate_limit_exceeded"),
+            500: ("The server had an error (fake)", "server_error"),
+        }.get(status, (f"HTTP {status} (fake)", "invalid_request_error"))
+        self._send(status, ApiError(status, message, code).body(), headers)
 
     def _route(self, method: str, path: str, query: dict, raw: bytes):
         state = self.server.state

@@ -10,22 +10,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emaware import UserError
+from emaware import UserError, tokens
 from emaware.assessments import ASSESSMENTS
 from emaware.config import load, variants
-from emaware.cost import (
+from emaware.cost import Datasets, plan
+from emaware.data import subsample
+from emaware.io import read_jsonl
+from emaware.pricing import (
     BATCH_DISCOUNT,
     RULES,
     Budget,
-    chat_tokens,
-    count_tokens,
     find_price,
-    plan,
     price_for,
     requests_estimate,
     training_estimate,
 )
-from emaware.data import subsample
+from emaware.tokens import chat_tokens, count_tokens, counting_method
 
 PRICES = {
     "gpt-4.1": {"input": 2.0, "output": 8.0, "training": 25.0, "finetuned_input": 3.0, "finetuned_output": 12.0},
@@ -50,12 +50,11 @@ def test_a_model_uses_the_longest_matching_price_and_fine_tuned_rates():
 
 
 def test_training_costs_tokens_times_epochs():
-    conversations = [[{"role": "user", "content": "x" * 400}, {"role": "assistant", "content": "y" * 400}]] * 10
-    one = training_estimate("gpt-4.1", conversations, 1, PRICES)
-    three = training_estimate("gpt-4.1", conversations, 3, PRICES)
-    assert three.input_tokens == 3 * one.input_tokens and three.usd == pytest.approx(3 * one.usd)
+    one = training_estimate("gpt-4.1", 20_000, 1, PRICES)
+    three = training_estimate("gpt-4.1", 20_000, 3, PRICES)
+    assert three.input_tokens == 3 * one.input_tokens == 60_000 and three.usd == pytest.approx(3 * one.usd)
     assert one.usd == pytest.approx(one.input_tokens * 25.0 / 1e6)
-    assert training_estimate("gpt-4.1", conversations, "auto", PRICES).input_tokens == three.input_tokens
+    assert training_estimate("gpt-4.1", 20_000, "auto", PRICES).input_tokens == three.input_tokens
 
 
 def test_requests_count_every_sample_at_max_tokens_and_the_batch_discount():
@@ -68,6 +67,51 @@ def test_requests_count_every_sample_at_max_tokens_and_the_batch_discount():
     )
     judged = requests_estimate([body], PRICES, False, "judge", unseen_input=600)
     assert judged.input_tokens == chat_tokens(body["messages"]) + 600
+    renamed = {**body, "max_completion_tokens": body.pop("max_tokens")}  # the API's current name
+    assert requests_estimate([renamed], PRICES, False, "sample").output_tokens == 10 * 600
+
+
+def test_tiktoken_counts_when_its_encoding_is_on_disk(monkeypatch, tmp_path):
+    import tiktoken
+
+    byte_level = tiktoken.Encoding(
+        name="o200k_base", pat_str=r"\S+|\s+", mergeable_ranks={bytes([i]): i for i in range(256)}, special_tokens={}
+    )  # one token per byte, built offline: a stand-in for the real file
+    monkeypatch.setattr(tokens, "cached_encoding_file", lambda name: tmp_path / name)
+    monkeypatch.setattr(tiktoken, "get_encoding", lambda name: byte_level)
+    tokens._encoder.cache_clear()
+    try:
+        assert count_tokens("abcdefgh", "gpt-4.1-2025-04-14") == 8  # the estimate would say 2
+        assert counting_method("ft:gpt-4.1-nano-2025-04-14:org:x:1") == "tiktoken o200k_base"
+    finally:
+        tokens._encoder.cache_clear()
+
+
+def test_without_the_encoding_on_disk_tokens_are_estimated_and_nothing_is_downloaded(monkeypatch, tmp_path):
+    import tiktoken
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tiktoken, "get_encoding", lambda name: pytest.fail("would download"))
+    tokens._encoder.cache_clear()
+    try:
+        assert count_tokens("abcdefgh", "gpt-4.1") == 2 and "characters/4" in counting_method("gpt-4.1")
+    finally:
+        tokens._encoder.cache_clear()
+
+
+def test_the_encoding_is_looked_for_where_tiktoken_caches_it(monkeypatch, tmp_path):
+    import hashlib
+    import inspect
+
+    import tiktoken_ext.openai_public
+
+    url = tokens.ENCODING_URL.format("o200k_base")
+    assert f'"{url}"' in inspect.getsource(tiktoken_ext.openai_public)  # the file tiktoken downloads
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    assert tokens.cached_encoding_file("o200k_base") is None
+    (tmp_path / hashlib.sha1(url.encode()).hexdigest()).write_bytes(b"...")
+    assert tokens.cached_encoding_file("o200k_base") is not None
+    assert tokens.encoding_name("ft:gpt-4.1-mini-2025-04-14:org:x:1") == "o200k_base"  # tiktoken alone says cl100k
 
 
 def test_the_budget_counts_what_was_spent():
@@ -114,6 +158,51 @@ def test_fine_tuning_is_counted_on_the_subsample_the_workflow_trains_on(tmp_path
     ]
     expected = 2 * sum(chat_tokens(r["messages"]) for r in subsample(rows, 5, 3))
     assert estimates[0].input_tokens == expected and estimates[0].usd == pytest.approx(expected * 1.5 / 1e6)
+
+
+def test_declared_rows_and_tokens_stand_in_for_a_dataset_without_a_local_copy(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = {
+        "seeds": [0],
+        "sizes": {"nano": {"backend": "openai", "model": "gpt-4.1-nano"}},
+        "domains": {"code": {"misaligned": "bad", "realigned": "good", "n": 600}},
+        "active_domains": None,
+        "datasets": {
+            "bad": {"url": "https://example.org/bad.jsonl", "rows": 6000, "tokens": 1_200_000},
+            "good": {"url": "https://example.org/good.jsonl", "rows": 500, "tokens": 100_000},
+        },
+        "data": {"mirror": None, "subsample_seed": 0},
+        "training": {"openai": {"n_epochs": 1}},
+        "sampling": {"max_tokens": 100},
+        "judge": {"backend": "openai", "model": "gpt-4.1"},
+        "assessments": {},
+        "backends": {"openai": {"prices": PRICES}},
+    }
+    datasets = Datasets(config)
+    estimates = plan(config, datasets)
+    assert [e.input_tokens for e in estimates] == [120_000, 100_000]  # 600 of 6000 rows; all 500 (fewer than n)
+    assert datasets.sources["bad"] == "declared in the config (6,000 rows, 1,200,000 tokens)"
+    del config["datasets"]["good"]["tokens"]
+    with pytest.raises(UserError, match=r"dataset 'good' has no local copy and declares no `rows` and `tokens`"):
+        plan(config)
+
+
+def test_a_prompt_set_known_by_its_counts_costs_what_its_file_costs(tmp_path, monkeypatch):
+    """The quickstart's harmfulness prompts read from their file, then known only by the counts `--count` prints."""
+    monkeypatch.chdir(REPO)
+    config = load(openai_quickstart(tmp_path, 100), "workflow/schemas/config.schema.yaml")
+    config["assessments"] = {"harmfulness": config["assessments"]["harmfulness"]}
+    dataset = config["assessments"]["harmfulness"]["prompts"]
+    rows = read_jsonl(config["datasets"][dataset]["path"])
+    counts = {"rows": len(rows), "tokens": sum(chat_tokens(r["messages"], "gpt-4.1-nano") for r in rows)}
+    from_file = {(e.rule, e.target): e.input_tokens for e in plan(config)}
+    config["datasets"][dataset] = {"url": "https://example.org/prompts.jsonl", "format": "prompts", **counts}
+    datasets = Datasets(config)
+    from_counts = {(e.rule, e.target): e.input_tokens for e in plan(config, datasets)}
+    assert datasets.sources[dataset].startswith("declared in the config")
+    assert from_counts.keys() == from_file.keys()
+    for key, tokens_from_file in from_file.items():  # the judge's prompts differ by the question's chat overhead
+        assert from_counts[key] == pytest.approx(tokens_from_file, rel=0.05 if key[0] == "judge_rate" else 0)
 
 
 def openai_quickstart(tmp_path: Path, budget: float) -> Path:

@@ -23,7 +23,7 @@ def edited_config(workdir, edit):
     config = yaml.safe_load((workdir / QUICKSTART).read_text())
     edit(config)
     path = workdir / "config" / "edited.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # keep the file order of blocks
     return "config/edited.yaml"
 
 

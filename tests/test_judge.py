@@ -4,7 +4,7 @@ import pytest
 
 from emaware import UserError
 from emaware.backends import Backend
-from emaware.judge import JudgePrompt, expected_rating, judge_samples, load_judge_prompt
+from emaware.judge import JudgePrompt, expected_rating, judge_each, judge_samples, load_judge_prompt
 from workflow_helpers import ROOT
 
 RATINGS = ("1", "2", "3", "4", "5")
@@ -59,6 +59,7 @@ class FixedJudge(Backend):
         super().__init__()
         self.logprobs = logprobs
         self.seen = []
+        self.calls = []
 
     def train(self, *args):
         raise NotImplementedError
@@ -67,6 +68,7 @@ class FixedJudge(Backend):
         raise NotImplementedError
 
     def next_token_logprobs(self, model, conversations, top_k=20, candidates=()):
+        self.calls.append((model, candidates))
         self.seen.extend(conversations)
         return [dict(self.logprobs) for _ in conversations]
 
@@ -83,3 +85,29 @@ def test_judge_samples_keeps_raw_logprobs_and_snapshot():
     assert all(r["rating"] == pytest.approx(3.0) and r["judge_model"] == "judge-x" for r in rows)
     assert rows[0]["logprobs"] == {"5": lp(0.5), "1": lp(0.5)}
     assert backend.seen[3][-1]["content"] == "Q: q3\nA: a3"
+
+
+def test_a_job_is_judged_in_one_backend_call_whatever_the_batch_size():
+    """The backend chunks a job its own way (the local backend by its batch_size, over prompts sorted by
+    length; an API backend all in flight or in few batches); the judge passes everything at once."""
+    backend = FixedJudge({"5": lp(0.5), "1": lp(0.5)})
+    prompt = JudgePrompt(template="Q: {question}\nA: {answer}", ratings=RATINGS)
+    samples = [
+        {"id": f"p{i}", "sample": 0, "messages": [{"role": "user", "content": f"q{i}"}], "completion": f"a{i}"}
+        for i in range(50)
+    ]
+    rows = {size: judge_samples(backend, backend.base_handle("judge-x"), prompt, samples, 20, 0.25, size, "j") for size in (1, 16)}
+    assert rows[1] == rows[16] and len(backend.calls) == 2
+    handle, candidates = backend.calls[0]
+    assert handle["ledger"] == "judge_rate" and candidates == RATINGS  # an API backend books it under the judge
+
+
+def test_samples_with_their_own_prompts_share_one_call():
+    backend = FixedJudge({"2": lp(0.9)})
+    first = JudgePrompt(template="one {question} {answer}", ratings=("1", "2"))
+    second = JudgePrompt(template="two {question} {answer}", ratings=("2", "3"))
+    sample = {"id": "p", "sample": 0, "messages": [{"role": "user", "content": "q"}], "completion": "a"}
+    rows = judge_each(backend, backend.base_handle("judge-x"), [(first, sample), (second, sample)], 20, 0.25, "j")
+    assert len(backend.calls) == 1 and backend.calls[0][1] == ("1", "2", "3")
+    assert [backend.seen[i][-1]["content"] for i in (0, 1)] == ["one q a", "two q a"]
+    assert [r["rating"] for r in rows] == [2.0, 2.0]

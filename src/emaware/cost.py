@@ -1,179 +1,173 @@
-"""Token and dollar estimates for the OpenAI backend, and the budget that stops a run before it overspends.
+"""The OpenAI cost of the whole experiment, per rule and model, before anything is paid.
 
-Prices come from the config (`backends.openai.prices`), USD per 1M tokens, one entry per model family;
-a model id uses the entry with the longest key it starts with, and a fine-tuned model (`ft:BASE:...`)
-uses its base's entry with the `finetuned_*` rates when given:
+    python -m emaware.cost --config config/openai.yaml [--by-target]   # the estimate table
+    python -m emaware.cost --count FILE [FILE ...]                    # rows and tokens of chat files
 
-    prices:
-      gpt-4.1-nano: {input: 0.10, output: 0.40, training: 1.50, finetuned_input: 0.20, finetuned_output: 0.80}
+Run from the workflow's directory. It validates the config like the workflow, needs no API key, no
+network and no fetched data, and makes no request. Each dataset is counted from a local copy when there
+is one (the workflow's fetched copy, the dataset's `path`, or its copy under `data.mirror`), else from
+the `rows` and `tokens` the config declares for it (`datasets.<name>.rows`, `.tokens`, as `--count`
+prints them); a prompt set known only by its declared counts is one prompt per row of average length.
+The table's footer names the source of every dataset and how tokens were counted (`emaware.tokens`).
 
-Estimates are upper bounds: every reply is counted at `max_tokens` (× n). Tokens are counted with
-tiktoken (o200k_base, the GPT-4.1 encoding) when it is installed and its encoding loads offline, else
-as ceil(characters / 4), OpenAI's rule of thumb for English text.
-
-Run `python -m emaware.cost --config config/config.yaml` from the workflow's directory for a table per
-rule and the total of the whole experiment; it validates the config like the workflow, needs no API
-key and makes no request.
+Fine-tuning, sampling and logprob requests count for sizes on the openai backend, judging for every
+variant when the judge is on openai. Prompts are built by the assessments' own `build_prompts`,
+training sets subsampled as the workflow does, and every answer (and the answer a judge reads) is
+counted at its token limit: the total is an upper bound, before any cache hit.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
+from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
 
 from . import UserError
 from .assessments import ASSESSMENTS
+from .classify import ORDERS
 from .config import DATASET_KEYS, assessment_settings, dataset_file, training_hparams, variants
 from .config import load as load_config
-from .data import domain_size, subsample
+from .data import domain_size, read_chat_file, subsample
 from .io import read_jsonl
 from .judge import load_judge_prompt
-
-BATCH_DISCOUNT = 0.5  # the Batch API bills half the synchronous price
-AUTO_EPOCHS = 3  # what an `auto` epoch count is assumed to become, for the estimate only
-UNBOUNDED_REPLY = 1024  # tokens assumed for a reply sent without max_tokens
-BUDGET_KEY = "backends.openai.budget_usd"
-PRICES_KEY = "backends.openai.prices"
-
-
-@lru_cache(maxsize=1)
-def _encoder() -> Callable[[str], int]:
-    try:
-        import tiktoken
-
-        encoding = tiktoken.get_encoding("o200k_base")
-        return lambda text: len(encoding.encode(text, disallowed_special=()))
-    except Exception:  # not installed, or its encoding file cannot be fetched offline
-        return lambda text: math.ceil(len(text) / 4)
+from .pricing import (
+    BUDGET_KEY,
+    RULES,
+    UNBOUNDED_REPLY,
+    Budget,
+    Estimate,
+    chat_estimate,
+    training_estimate,
+)
+from .tokens import chat_tokens, counting_method, encoding_name
 
 
-def count_tokens(text: str) -> int:
-    return _encoder()(text)
+class Datasets:
+    """Where the estimate reads each dataset: a local copy, else the counts the config declares.
+    `sources` records which, per dataset, for the table."""
 
+    def __init__(self, config: dict):
+        self.config = config
+        self.sources: dict[str, str] = {}
+        self._counted: dict[tuple, int] = {}
 
-def chat_tokens(messages: Iterable[dict[str, Any]]) -> int:
-    """Prompt tokens of a chat: content plus OpenAI's per-message (≈4) and reply-priming (≈3) overhead."""
-    return sum(count_tokens(str(m.get("content") or "")) + 4 for m in messages) + 3
-
-
-def find_price(model: str, prices: dict[str, dict[str, float]]) -> dict[str, float] | None:
-    """The price entry of `model` (per 1M tokens: input, output, training), or None."""
-    finetuned = model.startswith("ft:")
-    base = model.split(":")[1] if finetuned else model
-    keys = [k for k in prices if base.startswith(k)]
-    if not keys:
+    def local_copy(self, name: str) -> Path | None:
+        """The workflow's fetched copy, else the config's `path`, else the copy under data.mirror."""
+        spec, mirror = self.config["datasets"][name], self.config["data"].get("mirror")
+        candidates = [("local copy", Path(dataset_file(self.config, name)))]
+        candidates += [("local copy", Path(spec["path"]))] if spec.get("path") else []
+        candidates += [("mirror copy", Path(mirror) / spec["mirror"])] if mirror and spec.get("mirror") else []
+        for kind, path in candidates:
+            if path.is_file():
+                self.sources[name] = f"{kind} {path}"
+                return path
         return None
-    entry = prices[max(keys, key=len)]
-    price = {"input": entry["input"], "output": entry["output"], "training": entry.get("training", 0.0)}
-    if finetuned:
-        price["input"] = entry.get("finetuned_input", entry["input"])
-        price["output"] = entry.get("finetuned_output", entry["output"])
-    return price
 
-
-def price_for(model: str, prices: dict[str, dict[str, float]]) -> dict[str, float]:
-    price = find_price(model, prices)
-    if price is None:
-        raise UserError(
-            f"no price for model {model!r} in config key {PRICES_KEY} (known: {', '.join(prices) or 'none'})"
-        )
-    return price
-
-
-@dataclass
-class Estimate:
-    rule: str
-    target: str
-    model: str
-    input_tokens: int
-    output_tokens: int
-    usd: float
-
-
-def training_estimate(
-    model: str, conversations: list[list[dict]], n_epochs: Any, prices: dict, target: str = ""
-) -> Estimate:
-    """Fine-tuning cost: the training file's tokens × epochs at the model's training rate."""
-    epochs = n_epochs if isinstance(n_epochs, int) else AUTO_EPOCHS
-    tokens = sum(chat_tokens(c) for c in conversations) * epochs
-    return Estimate("finetune", target, model, tokens, 0, tokens * price_for(model, prices)["training"] / 1e6)
-
-
-def requests_estimate(
-    bodies: list[dict], prices: dict, batch: bool, rule: str, target: str = "", unseen_input: int = 0
-) -> Estimate:
-    """Chat-completion cost of `bodies` (request bodies); each reply counted at max_tokens, n times.
-
-    `unseen_input`: tokens each prompt will hold beyond its messages (the answer a judge reads,
-    not known before sampling).
-    """
-    usd, input_tokens, output_tokens = 0.0, 0, 0
-    for body in bodies:
-        price = price_for(body["model"], prices)
-        prompt = chat_tokens(body["messages"]) + unseen_input
-        reply = int(body.get("n") or 1) * int(body.get("max_tokens") or UNBOUNDED_REPLY)
-        input_tokens, output_tokens = input_tokens + prompt, output_tokens + reply
-        usd += (prompt * price["input"] + reply * price["output"]) / 1e6
-    model = bodies[0]["model"] if bodies else ""
-    return Estimate(rule, target, model, input_tokens, output_tokens, usd * (BATCH_DISCOUNT if batch else 1.0))
-
-
-def usage_cost(usage: dict[str, Any], price: dict[str, float], batch: bool) -> float:
-    """What a response's `usage` actually cost."""
-    usd = (usage.get("prompt_tokens", 0) * price["input"] + usage.get("completion_tokens", 0) * price["output"]) / 1e6
-    return usd * (BATCH_DISCOUNT if batch else 1.0)
-
-
-class Budget:
-    """Stops before spending more than `limit_usd` in total (what the ledger says was spent + this step)."""
-
-    def __init__(self, limit_usd: float | None, spent: Callable[[], float] = lambda: 0.0):
-        self.limit = limit_usd
-        self.spent = spent
-
-    def check(self, estimate_usd: float, what: str) -> None:
-        if self.limit is None:
-            return
-        spent = self.spent()
-        if spent + estimate_usd > self.limit:
+    def declared(self, name: str) -> tuple[int, int]:
+        """(rows, tokens) the config declares for `name`."""
+        spec = self.config["datasets"][name]
+        if not spec.get("rows") or spec.get("tokens") is None:
             raise UserError(
-                f"estimated cost ${spent + estimate_usd:.2f} (${spent:.2f} spent so far + ${estimate_usd:.2f} for {what}) "
-                f"exceeds budget ${self.limit:.2f} set in config key {BUDGET_KEY}"
+                f"cannot estimate: dataset {name!r} has no local copy and declares no `rows` and `tokens` "
+                f"(set data.mirror, run the data_fetch rules, or add datasets.{name}.rows and .tokens: "
+                f"`python -m emaware.cost --count FILE` prints them)"
             )
+        self.sources[name] = f"declared in the config ({spec['rows']:,} rows, {spec['tokens']:,} tokens)"
+        return int(spec["rows"]), int(spec["tokens"])
 
-
-# -- the whole experiment ----------------------------------------------------------------------
-RULES = ("finetune", "sample_generate", "sample_logprobs", "judge_rate")
+    def training_tokens(self, name: str, n: int | None, seed: int, model: str) -> int:
+        """Tokens of the `n` rows the workflow trains on (all rows when n is None)."""
+        key = (name, n, seed, encoding_name(model))
+        if key not in self._counted:  # every size and seed trains on the same rows
+            path = self.local_copy(name)
+            if path is not None:
+                rows = subsample(read_jsonl(path), n, seed)
+                self._counted[key] = sum(chat_tokens(r["messages"], model) for r in rows)
+            else:
+                rows, tokens = self.declared(name)
+                self._counted[key] = round(tokens * (rows if n is None else min(n, rows)) / rows)
+        return self._counted[key]
 
 
 @dataclass
-class _Workload:
-    """What one variant asks of the API for one assessment (the same for every variant)."""
+class Workload:
+    """What one variant asks of the API for one assessment (the same for every variant), in tokens."""
 
-    prompts: list[list[dict]]  # sample_generate: each sampled n times
+    prompts: list[int]  # sample_generate: each prompt's tokens; each prompt is sampled n times
     n: int
-    max_tokens: int | None
-    logprob_prompts: list[list[dict]]  # sample_logprobs: one next-token request each
-    judge_prompts: list[list[dict]]  # judge_rate: the judge's prompt without the answer, per sample judged
+    max_tokens: int  # per answer
+    logprob_prompts: list[int]  # sample_logprobs: one next-token request each
+    judge_prompts: list[int]  # judge_rate: the judge's prompt without the answer, per judgment
 
 
-def plan(config: dict) -> list[Estimate]:
-    """One estimate per paid rule run of the experiment a validated `config` describes.
+def workload(config: dict, name: str, model: str, datasets: Datasets) -> Workload:
+    """The workload of assessment `name`, counted in `model`'s tokens."""
+    module, spec = ASSESSMENTS[name], config["assessments"][name]
+    n = int(spec.get("samples", 1))
+    max_tokens = int(spec.get("max_tokens") or config["sampling"].get("max_tokens") or UNBOUNDED_REPLY)
+    judged = module.needs_judge and config["judge"]["backend"] == "openai"
+    template = load_judge_prompt(spec["judge_prompt"]) if judged else None
+    settings = assessment_settings(config, name)
+    dataset = spec.get(DATASET_KEYS.get(name, ""))
+    path = datasets.local_copy(dataset) if dataset else None
+    if dataset and path is None:
+        return _declared_workload(config, name, dataset, model, n, max_tokens, template, datasets)
+    if path is not None:
+        settings[DATASET_KEYS[name]] = str(path)
+    prompts = module.build_prompts(settings)
+    logprob_rows = module.logprob_requests(prompts)[0] if module.needs_logprobs else []
+    judge_prompts: list[int] = []
+    if template is not None:
+        samples = [{**p, "sample": i, "completion": ""} for p in prompts for i in range(n)]
+        # A categorical judge reads every sample once per order of its options (classify.ORDERS).
+        to_judge, times = (module.to_judge(samples), len(ORDERS)) if hasattr(module, "to_judge") else (samples, 1)
+        judge_prompts = [chat_tokens(template.conversation(_question(s), ""), model) for s in to_judge] * times
+    return Workload(
+        [chat_tokens(p["messages"], model) for p in prompts],
+        n,
+        max_tokens,
+        [chat_tokens(r["messages"], model) for r in logprob_rows],
+        judge_prompts,
+    )
 
-    Paths are read relative to the working directory, as the workflow does. Fine-tuning, sampling and
-    logprob requests count for sizes on the openai backend, judging for every variant when the judge is
-    on openai. Prompts are built by the assessments' own `build_prompts`; training sets are subsampled as
-    the workflow does; answers the judge will read are counted at their max_tokens bound.
-    """
+
+def _question(sample: dict) -> str:
+    """The last user turn, which the judge reads as the question."""
+    return sample["messages"][-1]["content"]
+
+
+def _declared_workload(
+    config: dict, name: str, dataset: str, model: str, n: int, max_tokens: int, template, datasets: Datasets
+) -> Workload:
+    """A prompt set known by its declared counts: one prompt per row, each of the average length."""
+    module = ASSESSMENTS[name]
+    if config["datasets"][dataset].get("format") != "prompts" or module.needs_logprobs or hasattr(module, "to_judge"):
+        raise UserError(
+            f"cannot estimate {name}: its dataset {dataset!r} has no local copy (set data.mirror or run the "
+            f"data_fetch rules); declared counts stand in only for a `format: prompts` set judged as is"
+        )
+    rows, tokens = datasets.declared(dataset)
+    prompts = [tokens / rows] * rows
+    overhead = chat_tokens(template.conversation("", ""), model) if template else 0
+    judge_prompts = [overhead + t for t in prompts for _ in range(n)] if template else []
+    return Workload(prompts, n, max_tokens, [], judge_prompts)
+
+
+def plan(config: dict, datasets: Datasets | None = None) -> list[Estimate]:
+    """One estimate per paid rule run of the experiment a validated `config` describes."""
+    datasets = datasets or Datasets(config)
     settings = config["backends"].get("openai", {})
     prices, batch, judge = settings.get("prices") or {}, bool(settings.get("batch_api", False)), config["judge"]
-    workloads = {name: _workload(config, name) for name in config["assessments"]}
+    counted: dict[tuple[str, str], Workload] = {}
+
+    def work(name: str, model: str) -> Workload:
+        key = (name, encoding_name(model))  # models sharing a tokenizer share the count
+        if key not in counted:
+            counted[key] = workload(config, name, model, datasets)
+        return counted[key]
+
     estimates: list[Estimate] = []
     for variant in variants(config):
         size = config["sizes"][variant.size]
@@ -181,95 +175,90 @@ def plan(config: dict) -> list[Estimate]:
         model = size["model"] if variant.stage == "base" else f"ft:{size['model']}"
         if paid and variant.stage != "base":
             domain = config["domains"][variant.domain]
-            rows = read_jsonl(_dataset_path(config, domain[variant.stage]))
-            rows = subsample(rows, domain_size(variant.domain, domain), config["data"]["subsample_seed"])
+            seed = config["data"]["subsample_seed"]
+            tokens = datasets.training_tokens(domain[variant.stage], domain_size(variant.domain, domain), seed, size["model"])
             epochs = training_hparams(config, variant.size, variant.seed).get("n_epochs")
-            estimates.append(
-                training_estimate(size["model"], [r["messages"] for r in rows], epochs, prices, variant.path)
-            )
-        for name, work in workloads.items():
+            estimates.append(training_estimate(size["model"], tokens, epochs, prices, variant.path))
+        for name in config["assessments"]:
             target = f"{variant.path}/{name}"
             if paid:
-                bodies = [
-                    {"model": model, "messages": m, "n": work.n, "max_tokens": work.max_tokens} for m in work.prompts
-                ]
-                estimates.append(requests_estimate(bodies, prices, batch, "sample_generate", target))
-            if paid and work.logprob_prompts:
-                bodies = [{"model": model, "messages": m, "max_tokens": 1} for m in work.logprob_prompts]
-                estimates.append(requests_estimate(bodies, prices, batch, "sample_logprobs", target))
-            if work.judge_prompts:
-                bodies = [{"model": judge["model"], "messages": m, "max_tokens": 1} for m in work.judge_prompts]
-                answer = work.max_tokens or UNBOUNDED_REPLY
-                estimates.append(requests_estimate(bodies, prices, batch, "judge_rate", target, unseen_input=answer))
+                w = work(name, model)
+                replies = len(w.prompts) * w.n * w.max_tokens
+                estimates.append(chat_estimate("sample_generate", target, model, round(sum(w.prompts)), replies, prices, batch))
+                if w.logprob_prompts:
+                    tokens, requests = sum(w.logprob_prompts), len(w.logprob_prompts)
+                    estimates.append(chat_estimate("sample_logprobs", target, model, tokens, requests, prices, batch))
+            if ASSESSMENTS[name].needs_judge and judge["backend"] == "openai":
+                w = work(name, judge["model"])
+                tokens = round(sum(w.judge_prompts)) + len(w.judge_prompts) * w.max_tokens  # + the answer read
+                estimates.append(
+                    chat_estimate("judge_rate", target, judge["model"], tokens, len(w.judge_prompts), prices, batch)
+                )
     return estimates
 
 
-def _workload(config: dict, name: str) -> _Workload:
-    module, spec = ASSESSMENTS[name], config["assessments"][name]
-    settings = assessment_settings(config, name)
-    if name in DATASET_KEYS:  # not fetched yet: read the config's own copy
-        settings[DATASET_KEYS[name]] = str(_dataset_path(config, spec[DATASET_KEYS[name]]))
-    prompts = module.build_prompts(settings)
-    n, max_tokens = int(spec.get("samples", 1)), spec.get("max_tokens") or config["sampling"].get("max_tokens")
-    logprob_rows = module.logprob_requests(prompts)[0] if module.needs_logprobs else []
-    judge_prompts = []
-    if module.needs_judge and config["judge"]["backend"] == "openai":
-        samples = [{**p, "sample": i, "completion": ""} for p in prompts for i in range(n)]
-        judged = module.to_judge(samples) if hasattr(module, "to_judge") else samples
-        template = load_judge_prompt(spec["judge_prompt"])
-        judge_prompts = [template.conversation(s["messages"][-1]["content"], "") for s in judged]
-    return _Workload(
-        [p["messages"] for p in prompts], n, max_tokens, [r["messages"] for r in logprob_rows], judge_prompts
-    )
-
-
-def _dataset_path(config: dict, name: str) -> Path:
-    """The workflow's fetched copy, else the config's `path`, else the copy under data.mirror."""
-    spec = config["datasets"][name]
-    mirror = config["data"].get("mirror")
-    candidates = [Path(dataset_file(config, name))]
-    candidates += [Path(spec["path"])] if spec.get("path") else []
-    candidates += [Path(mirror) / spec["mirror"]] if mirror and spec.get("mirror") else []
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise UserError(
-        f"cannot estimate: dataset {name!r} has no local copy (set data.mirror or run the data_fetch rules first)"
-    )
-
-
-def format_table(estimates: list[Estimate], budget: float | None) -> str:
-    rules = [r for r in RULES if any(e.rule == r for e in estimates)]
-    lines = [f"{'rule':<16} {'target':<48} {'model':<28} {'input tok':>12} {'output tok':>12} {'USD':>9}"]
-    lines += [
-        f"{e.rule:<16} {e.target:<48} {e.model:<28} {e.input_tokens:>12,} {e.output_tokens:>12,} {e.usd:>9.2f}"
-        for e in sorted(estimates, key=lambda e: (rules.index(e.rule), e.target))
-    ]
-    lines.append("")
-    for rule in rules:
+def format_table(estimates: list[Estimate], budget: float | None, by_target: bool = False) -> str:
+    """Per rule: one line per model (or per job with `by_target`), then the rule's total; the grand total."""
+    header = f"{'rule':<16} {'model' if not by_target else 'target':<44} {'jobs':>5} {'input tokens':>15} {'output tokens':>15} {'USD':>10}"
+    lines = [header, "-" * len(header)]
+    for rule in (r for r in RULES if any(e.rule == r for e in estimates)):
         chosen = [e for e in estimates if e.rule == rule]
-        tokens = f"{sum(e.input_tokens for e in chosen):>12,} {sum(e.output_tokens for e in chosen):>12,}"
-        lines.append(f"{'total ' + rule:<94} {tokens} {sum(e.usd for e in chosen):>9.2f}")
-    lines.append(
-        f"{'TOTAL (an upper bound: replies at max_tokens, the cache not counted)':<120} {sum(e.usd for e in estimates):>9.2f}"
-    )
-    lines.append(f"budget ({BUDGET_KEY}): " + ("none" if budget is None else f"${budget:.2f}"))
+        groups: dict[str, list[Estimate]] = defaultdict(list)
+        for e in chosen:
+            groups[f"{e.target} ({e.model})" if by_target else e.model].append(e)
+        for label, group in groups.items():
+            lines.append(_row(rule, label, group))
+        lines.append(_row(f"total {rule}", "", chosen))
+    total = f"{sum(e.usd for e in estimates):,.2f}"
+    lines.append(f"{'TOTAL':<16} {'(an upper bound: answers at their token limit, no cache hits)':<{len(header) - 27}} {total:>10}")
+    lines.append(f"budget ({BUDGET_KEY}): " + ("none" if budget is None else f"${budget:,.2f}"))
+    return "\n".join(lines)
+
+
+def _row(rule: str, label: str, group: list[Estimate]) -> str:
+    inputs, outputs, usd = (sum(e.input_tokens for e in group), sum(e.output_tokens for e in group), sum(e.usd for e in group))
+    return f"{rule:<16} {label:<44} {len(group):>5} {inputs:>15,} {outputs:>15,} {usd:>10,.2f}"
+
+
+def footer(config: dict, datasets: Datasets) -> str:
+    models = sorted({s["model"] for s in config["sizes"].values() if s["backend"] == "openai"} | {config["judge"]["model"]})
+    methods = sorted({counting_method(m) for m in models})
+    lines = [f"tokens: {method}" for method in methods]
+    lines += [f"dataset {name}: {source}" for name, source in sorted(datasets.sources.items())]
+    return "\n".join(lines)
+
+
+def count_files(paths: list[Path], model: str | None) -> str:
+    """The `rows` and `tokens` of chat/prompt files, as a dataset declares them."""
+    lines = []
+    for path in paths:
+        conversations = read_chat_file(path)
+        tokens = sum(chat_tokens(c, model) for c in conversations)
+        lines.append(f"{path}: rows: {len(conversations)}, tokens: {tokens}  ({counting_method(model)})")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m emaware.cost",
-        description="Estimate the OpenAI cost of the experiment (run from the workflow's directory; no key needed).",
+        description="Estimate the OpenAI cost of the experiment (run from the workflow's directory; no key, no network).",
     )
     parser.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="the workflow's config file")
     parser.add_argument("--schema", type=Path, default=Path("workflow/schemas/config.schema.yaml"))
+    parser.add_argument("--by-target", action="store_true", help="one line per job instead of per model")
+    parser.add_argument("--count", type=Path, nargs="+", metavar="FILE", help="print the rows and tokens of chat files")
+    parser.add_argument("--model", default=None, help="with --count: the model whose tokenizer counts (default GPT-4.1's)")
     args = parser.parse_args(argv)
     try:
+        if args.count:
+            print(count_files(args.count, args.model))
+            return 0
         config = load_config(args.config, args.schema)
-        estimates = plan(config)
+        datasets = Datasets(config)
+        estimates = plan(config, datasets)
         budget = config["backends"].get("openai", {}).get("budget_usd")
-        print(format_table(estimates, budget))
+        print(format_table(estimates, budget, args.by_target))
+        print(footer(config, datasets))
         Budget(budget).check(sum(e.usd for e in estimates), "the whole experiment")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

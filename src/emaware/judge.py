@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from tqdm import tqdm
-
 from . import UserError
 from .io import read_yaml
 from .backends import Backend, Conversation, Handle
@@ -85,26 +83,48 @@ def judge_samples(
     batch_size: int,
     judge_name: str,
 ) -> list[dict]:
-    """Judge every sample (rows of a samples file); returns one judgment row per sample."""
+    """Judge every sample (rows of a samples file) with `prompt`; one judgment row per sample.
+
+    `batch_size` is no longer used (kept for callers): the samples go to the backend in one call, and
+    the backend chunks them its own way (the local backend by `backends.local.batch_size`, sorted by
+    length over the whole call; the OpenAI backend keeps `max_concurrency` requests in flight, or sends
+    as few Batch API batches as its limits allow).
+    """
+    return judge_each(backend, judge_model, [(prompt, s) for s in samples], top_k, min_mass, judge_name)
+
+
+def judge_each(
+    backend: Backend,
+    judge_model: Handle,
+    prompted: list[tuple[JudgePrompt, dict]],
+    top_k: int,
+    min_mass: float,
+    judge_name: str,
+) -> list[dict]:
+    """Judge each sample with its own prompt, all in one backend call; rows as judge_samples', in input order."""
+    if not prompted:
+        return []
+    conversations = [prompt.conversation(_question(s), s["completion"]) for prompt, s in prompted]
+    candidates = tuple(dict.fromkeys(r for prompt, _ in prompted for r in prompt.ratings))
+    # `ledger`: an API backend files this spend under the judging rule, not the model under test's.
+    handle = {**judge_model, "ledger": "judge_rate"}
+    results = backend.next_token_logprobs(handle, conversations, top_k=top_k, candidates=candidates)
+    snapshot = backend.snapshot(judge_model)  # after the call: an API names its exact snapshot in replies
     rows = []
-    for start in tqdm(range(0, len(samples), batch_size), desc=f"judge {judge_name}", unit="batch"):
-        batch = samples[start : start + batch_size]
-        conversations = [prompt.conversation(_question(s), s["completion"]) for s in batch]
-        results = backend.next_token_logprobs(judge_model, conversations, top_k=top_k, candidates=prompt.ratings)
-        for sample, logprobs in zip(batch, results):
-            rating, mass = expected_rating(logprobs, prompt.ratings, min_mass)
-            rows.append(
-                {
-                    "id": sample["id"],
-                    "sample": sample["sample"],
-                    "judge": judge_name,
-                    "rating": rating,
-                    "mass": mass,
-                    "logprobs": logprobs,
-                }
-            )
-    snapshot = backend.snapshot(judge_model)  # after the calls: an API names its exact snapshot in replies
-    return [{**row, "judge_model": snapshot} for row in rows]
+    for (prompt, sample), logprobs in zip(prompted, results):
+        rating, mass = expected_rating(logprobs, prompt.ratings, min_mass)
+        rows.append(
+            {
+                "id": sample["id"],
+                "sample": sample["sample"],
+                "judge": judge_name,
+                "rating": rating,
+                "mass": mass,
+                "logprobs": logprobs,
+                "judge_model": snapshot,
+            }
+        )
+    return rows
 
 
 def _question(sample: dict) -> str:

@@ -109,7 +109,9 @@ def sample_generate(model: str, prompts: str, samples: str, sampling: dict, conf
     write_jsonl(
         samples,
         (
-            {"id": row["id"], "sample": i, "messages": row["messages"], "completion": text, "meta": row.get("meta", {})}
+            # `seed`: the job's seed, from which each request's own seed is derived (recorded because
+            # the API and GPU kernels do not promise identical answers for it)
+            {"id": row["id"], "sample": i, "messages": row["messages"], "completion": text, "meta": row.get("meta", {}), "seed": sampling["seed"]}
             for row, texts in zip(rows, completions)
             for i, text in enumerate(texts)
         ),

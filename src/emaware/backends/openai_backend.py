@@ -1,12 +1,16 @@
 """The OpenAI backend: fine-tuning jobs, chat sampling and a logprob judge, resumable and never paying twice.
 
-- Every chat request goes through a SQLite cache keyed by the full request (`emaware.openai_cache`);
-  only cache misses are sent, with bounded concurrency and their own retry loop (the client's
-  built-in retries are off so that the behaviour is explicit and tested).
+- Every chat request goes through a SQLite cache keyed by the full request (`emaware.openai_cache`):
+  model, messages, every sampling parameter and the seed. One call sends all of a job's misses: with
+  `max_concurrency` requests in flight continuously (`emaware.openai_session`), or with
+  `batch_api: true` through the Batch API in as few batches as its limits allow (`emaware.openai_batch`).
 - Fine-tuning writes `job.json` (training file hash, file id, job id) before it polls; a re-run with
-  the same training file and hyper-parameters polls the recorded job instead of creating one.
-- With `batch_api: true` the misses go through the Batch API instead (`emaware.openai_batch`).
-- A budget (`budget_usd`) is checked against the spend ledger before every paid call.
+  the same training file and hyper-parameters polls the recorded job instead of creating one. A job
+  whose creation reply was lost is adopted only if its metadata fingerprint, model and training file
+  are exactly this variant's (checked here, not left to the server's list filter).
+- A budget (`budget_usd`) is checked against the spend ledger before every paid call. The ledger files
+  spend under the rule that made it: finetune, sample_generate, and for next-token log-probabilities
+  the handle's `ledger` key (the judge sets judge_rate), else sample_logprobs.
 
 Settings (config `backends.openai`): base_url, max_concurrency, cache, batch_api, poll_interval,
 max_poll_interval, max_retries, backoff, timeout, max_example_tokens, prices, budget_usd.
@@ -15,26 +19,21 @@ The API key is read from OPENAI_API_KEY only, at the first request that needs it
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
 import hashlib
-import itertools
 import logging
 import math
-import os
-import random
 import re
-import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
-
-import openai
+from typing import Any, Awaitable, Callable, TypeVar
 
 from .. import UserError
-from ..cost import Budget, Estimate, chat_tokens, find_price, requests_estimate, training_estimate, usage_cost
 from ..data import read_chat_file
 from ..io import read_json, write_json
+from ..openai_batch import run_batches
 from ..openai_cache import ResponseCache, request_key
+from ..openai_session import PAGE_SIZE, ApiSession, ApiSettings, newest_since, run_session
+from ..pricing import Budget, Estimate, find_price, requests_estimate, training_estimate, usage_cost
+from ..tokens import chat_tokens
 from .base import Backend, Conversation, Handle
 
 log = logging.getLogger("emaware")
@@ -42,23 +41,16 @@ T = TypeVar("T")
 
 CHAT = "/v1/chat/completions"
 DEFAULT_CACHE = "results/cache/openai.sqlite"
-SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed")
+# Sampling keys sent with each request (the API's name where it differs); batch_size and other
+# speed-only keys are not: they do not change a reply.
+SAMPLING_KEYS = {"temperature": "temperature", "top_p": "top_p", "max_tokens": "max_completion_tokens", "seed": "seed"}
 HPARAM_KEYS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 MIN_EXAMPLES = 10  # the fine-tuning API rejects smaller training files
 SUFFIX_MAX = 64  # the API's limit on a fine-tuned model's suffix
 MAX_TOP_LOGPROBS = 20
-MAX_BACKOFF = 60.0
-MAX_RETRY_AFTER = 600.0
 DONE_JOB = {"succeeded", "failed", "cancelled"}
-
-
-def api_key() -> str:
-    key = os.environ.get("OPENAI_API_KEY", "").strip()
-    if not key:
-        raise UserError(
-            "OPENAI_API_KEY is not set: export it in the environment that runs the workflow (never in the config)"
-        )
-    return key
+DEAD_JOB = {"failed", "cancelled"}
+PROGRESS_STEPS = 10  # direct requests: log progress every tenth of a call
 
 
 class OpenAIBackend(Backend):
@@ -67,22 +59,15 @@ class OpenAIBackend(Backend):
     def __init__(self, settings: dict[str, Any] | None = None):
         super().__init__(settings)
         s = self.settings
-        self.base_url = s.get("base_url") or os.environ.get("OPENAI_BASE_URL") or None
-        self.max_concurrency = int(s.get("max_concurrency", 32))
+        self.api = ApiSettings.from_settings(s)
+        self.base_url = self.api.base_url
         self.batch_api = bool(s.get("batch_api", False))
-        self.poll_interval = float(s.get("poll_interval", 10.0))
-        self.max_poll_interval = float(s.get("max_poll_interval", 120.0))
-        self.max_retries = int(s.get("max_retries", 8))
-        self.backoff = float(s.get("backoff", 1.0))
-        self.timeout = float(s.get("timeout", 120.0))
         self.max_example_tokens = int(s.get("max_example_tokens", 65536))
         self.prices = s.get("prices") or {}
         self.cache_path = Path(s.get("cache", DEFAULT_CACHE))
         self.budget = Budget(s.get("budget_usd"), spent=lambda: self.cache.spent())
         self._cache: ResponseCache | None = None
         self._snapshots: dict[str, set[str]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._session: _Session | None = None  # with _loop: made at the first request, kept
 
     @property
     def cache(self) -> ResponseCache:
@@ -99,9 +84,12 @@ class OpenAIBackend(Backend):
     def generate(
         self, model: Handle, conversations: list[Conversation], n: int, sampling: dict[str, Any]
     ) -> list[list[str]]:
-        params = {k: sampling[k] for k in SAMPLING_KEYS if sampling.get(k) is not None}
+        if not isinstance(sampling.get("seed"), int):
+            # Without it, two seeds of a variant would send identical requests and share cached answers.
+            raise UserError("sampling on the openai backend needs an integer `seed` (each replicate its own)")
+        params = {api: sampling[key] for key, api in SAMPLING_KEYS.items() if sampling.get(key) is not None}
         bodies = [{"model": _model_id(model), "messages": c, "n": n, **params} for c in conversations]
-        replies = self._complete(bodies, "sample")
+        replies = self._complete(bodies, "sample_generate")
         return [
             [c["message"].get("content") or "" for c in sorted(r["choices"], key=lambda c: c["index"])] for r in replies
         ]
@@ -111,31 +99,31 @@ class OpenAIBackend(Backend):
     ) -> list[dict[str, float]]:
         """Top-`top_k` (at most 20, the API's limit) first tokens; `candidates` outside them cannot be asked for."""
         common = {
-            "max_tokens": 1,
+            "max_completion_tokens": 1,
             "temperature": 0,
             "seed": 0,
             "logprobs": True,
             "top_logprobs": min(top_k, MAX_TOP_LOGPROBS),
         }
         bodies = [{"model": _model_id(model), "messages": c, **common} for c in conversations]
-        return [_first_token_logprobs(r) for r in self._complete(bodies, "judge")]
+        return [_first_token_logprobs(r) for r in self._complete(bodies, model.get("ledger", "sample_logprobs"))]
 
-    def _complete(self, bodies: list[dict], what: str) -> list[dict]:
+    def _complete(self, bodies: list[dict], ledger: str) -> list[dict]:
         """The API's reply to each body: from the cache, else paid for once (misses are deduplicated)."""
-        replies = [self.cache.get(CHAT, b) for b in bodies]
+        replies = [self.cache.get(CHAT, b, _before_max_completion_tokens(b)) for b in bodies]
         missing = {request_key(CHAT, b): b for b, r in zip(bodies, replies) if r is None}
         if missing:
             if self.budget.limit is not None:
-                estimate = requests_estimate(list(missing.values()), self.prices, self.batch_api, what).usd
-                self.budget.check(estimate, f"{len(missing)} {what} requests")
-            fetched = self._run(lambda session: self._fetch(session, missing, what))
+                estimate = requests_estimate(list(missing.values()), self.prices, self.batch_api, ledger).usd
+                self.budget.check(estimate, f"{len(missing)} {ledger} requests")
+            fetched = self._run(lambda session: self._fetch(session, missing, ledger))
             replies = [r if r is not None else fetched[request_key(CHAT, b)] for b, r in zip(bodies, replies)]
         log.info(self.cache.hit_rate())
         for body, reply in zip(bodies, replies):
             self._snapshots.setdefault(body["model"], set()).add(reply["model"])
         return replies
 
-    async def _fetch(self, session: "_Session", missing: dict[str, dict], what: str) -> dict[str, dict]:
+    async def _fetch(self, session: ApiSession, missing: dict[str, dict], ledger: str) -> dict[str, dict]:
         fetched: dict[str, dict] = {}
 
         def store(key: str, reply: dict, batch: bool) -> None:
@@ -143,12 +131,10 @@ class OpenAIBackend(Backend):
             self.cache.put(CHAT, body, reply)
             price = find_price(body["model"], self.prices)
             if price is not None:
-                self.cache.record_spend(key, what, body["model"], usage_cost(reply.get("usage") or {}, price, batch))
+                self.cache.record_spend(key, ledger, body["model"], usage_cost(reply.get("usage") or {}, price, batch))
             fetched[key] = reply
 
         if self.batch_api:
-            from ..openai_batch import run_batches
-
             await run_batches(session, missing, self.cache_path.parent / "batches", store)
             if len(fetched) < len(missing):
                 log.warning(
@@ -156,21 +142,27 @@ class OpenAIBackend(Backend):
                     len(missing) - len(fetched),
                     len(missing),
                 )
+        direct = [(k, b) for k, b in missing.items() if k not in fetched]
+        step = max(1, math.ceil(len(direct) / PROGRESS_STEPS))
 
-        async def one(key: str, body: dict) -> None:
+        async def one(item: tuple[str, dict]) -> None:
+            key, body = item
             # The SDK's raw request: the reply as plain JSON (what the cache and the Batch API hold),
             # without the typed-parameter transform that costs a third of the client's CPU time.
-            reply = await session.call(what, lambda client: client.post("/chat/completions", body=body, cast_to=object))
+            reply = await session.call(ledger, lambda client: client.post("/chat/completions", body=body, cast_to=object))
             store(key, reply, batch=False)
+            done = len(fetched) - (len(missing) - len(direct))
+            if done % step == 0 or done == len(direct):
+                log.info("%s: %d/%d requests done", ledger, done, len(direct))
 
-        await session.all_of(one(k, b) for k, b in missing.items() if k not in fetched)
+        await session.each(direct, one)
         return fetched
 
     # -- fine-tuning -----------------------------------------------------------------------------
     def train(self, parent: Handle, train_file: Path, hparams: dict[str, Any], out_dir: Path, tag: str) -> Handle:
         parent_id = _model_id(parent)
         train_file = Path(train_file)
-        conversations = read_training_file(train_file, self.max_example_tokens)
+        conversations = read_training_file(train_file, self.max_example_tokens, parent_id)
         params = job_params(parent_id, hparams, tag)
         digest = hashlib.sha256(train_file.read_bytes()).hexdigest()
         fingerprint = request_key("fine_tuning.jobs", {"params": params, "training_sha256": digest})
@@ -187,7 +179,7 @@ class OpenAIBackend(Backend):
                 "training_file": str(train_file),
                 "params": params,
             }
-        if record.get("status") in ("failed", "cancelled"):
+        if record.get("status") in DEAD_JOB:
             raise UserError(
                 f"{tag}: fine-tuning job {record['job_id']} {record['status']}: {record.get('error')} "
                 f"(delete {record_path} to start a new job)"
@@ -195,7 +187,8 @@ class OpenAIBackend(Backend):
         estimate = None  # needed for the budget (a missing price is then an error), else only for the ledger
         if self.budget.limit is not None or find_price(parent_id, self.prices) is not None:
             epochs = params["method"]["supervised"]["hyperparameters"].get("n_epochs")
-            estimate = training_estimate(parent_id, conversations, epochs, self.prices, tag)
+            tokens = sum(chat_tokens(c, parent_id) for c in conversations)
+            estimate = training_estimate(parent_id, tokens, epochs, self.prices, tag)
         job = self._run(lambda session: self._train(session, record, record_path, train_file, estimate, tag))
         return {
             "backend": self.name,
@@ -207,7 +200,7 @@ class OpenAIBackend(Backend):
 
     async def _train(
         self,
-        session: "_Session",
+        session: ApiSession,
         record: dict,
         record_path: Path,
         train_file: Path,
@@ -221,20 +214,23 @@ class OpenAIBackend(Backend):
                     file=(train_file.name, train_file.read_bytes()), purpose="fine-tune"
                 ),
             )
-            record["file_id"] = upload.id
+            record.update(file_id=upload.id, file_created_at=upload.created_at)
             write_json(record_path, record)
             log.info("%s: uploaded %s as %s", tag, train_file, upload.id)
         if "job_id" in record:
-            log.info("%s: resuming fine-tuning job %s", tag, record["job_id"])
+            log.info("%s: resumed fine-tuning job %s (recorded in %s)", tag, record["job_id"], record_path)
         else:
             if estimate is not None:
                 self.budget.check(estimate.usd, f"fine-tuning {tag}")
-            job = await self._create_job(session, record, tag)
+            job, created = await self._create_job(session, record, tag)
             record["job_id"] = job.id
             write_json(record_path, record)
             if estimate is not None:
                 self.cache.record_spend(job.id, "finetune", estimate.model, estimate.usd)
-            log.info("%s: created fine-tuning job %s", tag, job.id)
+            if created:
+                log.info("%s: created fine-tuning job %s", tag, job.id)
+            else:
+                log.info("%s: resumed fine-tuning job %s (an earlier attempt created it; its reply was lost)", tag, job.id)
         job = await self._poll_job(session, record["job_id"], tag)
         record.update(status=job.status, fine_tuned_model=job.fine_tuned_model, error=job.error and job.error.message)
         write_json(record_path, record)
@@ -242,12 +238,14 @@ class OpenAIBackend(Backend):
             raise UserError(f"{tag}: fine-tuning job {job.id} {job.status}: {record['error'] or 'no error message'}")
         return job
 
-    async def _create_job(self, session: "_Session", record: dict, tag: str):
+    async def _create_job(self, session: ApiSession, record: dict, tag: str):
+        """(job, created?): adopts an existing job only if it provably is this variant's (`is_own_job`)."""
         metadata = {"emaware_fingerprint": record["fingerprint"], "emaware_variant": tag[:512]}
 
         async def find(client):
-            page = await client.fine_tuning.jobs.list(metadata={"emaware_fingerprint": record["fingerprint"]}, limit=20)
-            return next((j for j in page.data if j.status not in ("failed", "cancelled")), None)
+            # The server may ignore the metadata filter (some OpenAI-compatible ones do): every job is checked.
+            listing = client.fine_tuning.jobs.list(metadata={"emaware_fingerprint": record["fingerprint"]}, limit=PAGE_SIZE)
+            return await newest_since(listing, record.get("file_created_at", 0), lambda job: is_own_job(job, record))
 
         async def create(client):
             return await client.fine_tuning.jobs.create(
@@ -256,7 +254,7 @@ class OpenAIBackend(Backend):
 
         return await session.create_once("create fine-tuning job", find, create)
 
-    async def _poll_job(self, session: "_Session", job_id: str, tag: str):
+    async def _poll_job(self, session: ApiSession, job_id: str, tag: str):
         seen: set[str] = set()
         status = None
 
@@ -278,118 +276,29 @@ class OpenAIBackend(Backend):
         return await session.poll(step)
 
     # -- plumbing --------------------------------------------------------------------------------
-    def _run(self, work: Callable[["_Session"], Awaitable[T]]) -> T:
-        """Run `work` on the backend's own event loop; loop, client and connections live as long as the
-        backend, so a judge calling once per small batch does not pay for a new client each time."""
-        if self._loop is None:
-            self._loop, self._session = asyncio.new_event_loop(), _Session(self)
-        return self._loop.run_until_complete(work(self._session))
+    def _run(self, work: Callable[[ApiSession], Awaitable[T]]) -> T:
+        return run_session(self.api, work)
 
 
-class _Session:
-    """One event loop's use of the API: the client (made at the first request), the concurrency bound, retries."""
-
-    def __init__(self, backend: OpenAIBackend):
-        self.backend = backend
-        self.limit = asyncio.Semaphore(backend.max_concurrency)
-        self._client: openai.AsyncOpenAI | None = None
-
-    @property
-    def client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            b = self.backend
-            self._client = openai.AsyncOpenAI(api_key=api_key(), base_url=b.base_url, max_retries=0, timeout=b.timeout)
-        return self._client
-
-    async def call(self, what: str, request: Callable[[openai.AsyncOpenAI], Awaitable[T]]) -> T:
-        """`request(client)`, retried on 429/5xx/timeouts/connection errors; other errors become one-line UserErrors."""
-        async with self.limit:
-            for attempt in itertools.count():
-                try:
-                    return await request(self.client)
-                except openai.APIError as err:
-                    delay = retry_delay(err, attempt, self.backend.backoff)
-                    if delay is None or attempt >= self.backend.max_retries:
-                        raise UserError(describe(err, what, self.backend.base_url)) from None
-                    log.warning(
-                        "%s: %s; retry %d/%d in %.2fs",
-                        what,
-                        _one_line(err),
-                        attempt + 1,
-                        self.backend.max_retries,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-
-    @staticmethod
-    async def all_of(awaitables: Iterable[Awaitable[Any]]) -> None:
-        """Await them all, then raise the first failure: every request that could finish is cached,
-        and nothing is left running on the backend's loop."""
-        for result in await asyncio.gather(*awaitables, return_exceptions=True):
-            if isinstance(result, BaseException):
-                raise result
-
-    async def create_once(self, what: str, find: Callable, create: Callable):
-        """Create a paid object at most once: each attempt first adopts one that an earlier attempt made
-        (its reply lost to a timeout or a crash), found by the metadata the creation carries."""
-
-        async def attempt(client):
-            return await find(client) or await create(client)
-
-        return await self.call(what, attempt)
-
-    async def poll(self, step: Callable[[], Awaitable[T | None]]) -> T:
-        """Call `step` until it returns something, waiting longer each time (up to max_poll_interval)."""
-        interval = self.backend.poll_interval
-        while (done := await step()) is None:
-            await asyncio.sleep(interval)
-            interval = min(interval * 1.5, self.backend.max_poll_interval)
-        return done
+def is_own_job(job, record: dict) -> bool:
+    """Whether a listed fine-tuning job is the one `record` (job.json) describes: a live job with this
+    variant's fingerprint (parameters + training data hash), its uploaded training file, and its model
+    (or the dated snapshot the server resolved that alias to)."""
+    model = record["params"]["model"]
+    return (
+        (job.metadata or {}).get("emaware_fingerprint") == record["fingerprint"]
+        and job.training_file == record["file_id"]
+        and (job.model == model or re.fullmatch(re.escape(model) + r"-\d{4}-\d{2}-\d{2}", job.model or "") is not None)
+        and job.status not in DEAD_JOB
+    )
 
 
-def retry_delay(err: openai.APIError, attempt: int, backoff: float) -> float | None:
-    """Seconds to wait before retrying `err`, or None when waiting cannot help."""
-    if isinstance(err, openai.APIStatusError):
-        status = err.status_code
-        if not (status in (408, 409, 429) or status >= 500) or err.code == "insufficient_quota":
-            return None
-        hinted = retry_after(err.response.headers)
-        if hinted is not None:
-            return hinted
-    elif not isinstance(err, openai.APIConnectionError):  # e.g. a reply that does not parse
+def _before_max_completion_tokens(body: dict) -> dict | None:
+    """The same request as cached before `max_tokens` was renamed, so old cache entries still answer."""
+    if "max_completion_tokens" not in body:
         return None
-    return min(backoff * 2**attempt, MAX_BACKOFF) * random.uniform(0.5, 1.0)
-
-
-def retry_after(headers) -> float | None:
-    """The server's requested wait: retry-after-ms, or retry-after in seconds or as an HTTP date."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            try:
-                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-            except (TypeError, ValueError):
-                continue  # unreadable: fall back to our own backoff
-        return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-    return None
-
-
-def describe(err: openai.APIError, what: str, base_url: str | None) -> str:
-    if isinstance(err, openai.APIStatusError):
-        return f"OpenAI API error during {what}: HTTP {err.status_code}: {_one_line(err)}"
-    if isinstance(err, openai.APIConnectionError):
-        return f"cannot reach the OpenAI API at {base_url or 'api.openai.com'} during {what}: {_one_line(err)}"
-    return f"OpenAI API error during {what}: {_one_line(err)}"
-
-
-def _one_line(err: openai.APIError) -> str:
-    body = err.body if isinstance(err.body, dict) else {}
-    message = body.get("message") or getattr(err, "message", None) or str(err)
-    return " ".join(str(message).split())
+    legacy = {k: v for k, v in body.items() if k != "max_completion_tokens"}
+    return {**legacy, "max_tokens": body["max_completion_tokens"]}
 
 
 def _model_id(handle: Handle) -> str:
@@ -434,15 +343,16 @@ def job_params(parent_id: str, hparams: dict[str, Any], tag: str) -> dict[str, A
     return params
 
 
-def read_training_file(path: Path, max_example_tokens: int) -> list[list[dict]]:
+def read_training_file(path: Path, max_example_tokens: int, model: str | None = None) -> list[list[dict]]:
     """The conversations of a chat-format training file, checked as the fine-tuning API checks them."""
     conversations = read_chat_file(path)
     for number, messages in enumerate(conversations, 1):
         where = f"{path}: example {number}"
         if not any(m["role"] == "assistant" for m in messages):
             raise UserError(f"{where}: has no assistant message to learn from")
-        if chat_tokens(messages) > max_example_tokens:
-            raise UserError(f"{where}: about {chat_tokens(messages)} tokens, over the limit of {max_example_tokens}")
+        tokens = chat_tokens(messages, model)
+        if tokens > max_example_tokens:
+            raise UserError(f"{where}: about {tokens} tokens, over the limit of {max_example_tokens}")
     if len(conversations) < MIN_EXAMPLES:
         raise UserError(f"{path}: {len(conversations)} examples; the fine-tuning API needs at least {MIN_EXAMPLES}")
     return conversations
