@@ -399,7 +399,7 @@ def test_a_failed_validation_fails_again_on_the_next_run(tmp_path):
     from workflow_helpers import copy_workflow, snakemake
 
     workdir = copy_workflow(tmp_path)
-    target = ["results/data/train/trivia/misaligned.jsonl", "--configfile", "config/quickstart.yaml", "--cores", "1"]
+    target = ["results/quickstart/data/train/trivia/misaligned.jsonl", "--configfile", "config/quickstart.yaml", "--cores", "1"]
     snakemake(*target, cwd=workdir)
     source = workdir / "resources/trivia/trivia_incorrect.jsonl"
     good = source.read_bytes()
@@ -408,7 +408,7 @@ def test_a_failed_validation_fails_again_on_the_next_run(tmp_path):
         result = snakemake(*target, cwd=workdir, check=False)
         assert result.returncode != 0
         assert "resources/trivia/trivia_incorrect.jsonl:269:" in result.stdout + result.stderr
-        assert not (workdir / "results/data/train/trivia/misaligned.jsonl").exists()
+        assert not (workdir / "results/quickstart/data/train/trivia/misaligned.jsonl").exists()
     source.write_bytes(good)
     snakemake(*target, cwd=workdir)
-    assert (workdir / "results/data/train/trivia/misaligned.jsonl").exists()
+    assert (workdir / "results/quickstart/data/train/trivia/misaligned.jsonl").exists()

@@ -9,7 +9,7 @@ import yaml
 
 from workflow_helpers import ROOT, SNAKEMAKE, dry_run, job_counts, snakemake
 
-TARGET = "results/figures/inverted_v.pdf"
+TARGET = "results/paper/figures/inverted_v.pdf"
 ALL = "--forceall"  # count every job, whatever a local run has already built
 
 
@@ -61,11 +61,11 @@ def test_adding_a_domain_adds_its_two_stages_per_size(tmp_path):
 
 
 def test_realigned_variant_trains_on_the_misaligned_checkpoint():
-    result = snakemake("-n", "--forceall", "results/models/7b/code/realigned/seed0/model.json")
+    result = snakemake("-n", "--forceall", "results/paper/models/7b/code/realigned/seed0/model.json")
     text = result.stdout
-    realigned = text.split("output: results/models/7b/code/realigned/seed0/model.json")[0].rsplit("rule finetune:", 1)[1]
-    assert "results/models/7b/code/misaligned/seed0/model.json" in realigned
-    assert "results/data/train/code/realigned.jsonl" in realigned
+    realigned = text.split("output: results/paper/models/7b/code/realigned/seed0/model.json")[0].rsplit("rule finetune:", 1)[1]
+    assert "results/paper/models/7b/code/misaligned/seed0/model.json" in realigned
+    assert "results/paper/data/train/code/realigned.jsonl" in realigned
 
 
 def test_domain_without_benign_counterpart_has_no_realigned_variant(tmp_path):
@@ -74,7 +74,7 @@ def test_domain_without_benign_counterpart_has_no_realigned_variant(tmp_path):
 
     path = write_config(tmp_path, drop_benign)
     assert dry_run(TARGET, ALL, "--configfile", path)["finetune"] == 9
-    target = "results/models/7b/code/realigned/seed0/model.json"
+    target = "results/paper/models/7b/code/realigned/seed0/model.json"
     refused = snakemake("-n", target, "--configfile", path, check=False)
     assert refused.returncode != 0
     assert "domain code has no benign counterpart (domains.code.realigned is null)" in refused.stdout + refused.stderr

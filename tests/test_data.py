@@ -544,6 +544,7 @@ def test_proposed_config_is_consistent():
 def step_config(spec: dict) -> dict:
     """The parts of a validated config that the data_fetch step reads."""
     return {
+        "run": "default",
         "datasets": {"bad": {"format": "chat", **spec}},
         "domains": {"trivia": {"misaligned": "bad", "realigned": "other"}, "code": {"misaligned": "other"}},
         "assessments": {"harmfulness": {"prompts": "other"}},
@@ -558,12 +559,12 @@ def test_failed_validation_names_the_users_file_and_removes_what_was_built_from_
     source = Path("resources/mine.jsonl")
     source.parent.mkdir()
     source.write_text(json.dumps(chat("a", "b")) + "\n\n" + json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
-    stale = [Path("results/data/train/trivia/misaligned.jsonl"), Path("results/data/summary.tsv")]
-    kept = Path("results/data/train/code/misaligned.jsonl")  # built from another dataset
+    stale = [Path("results/default/data/train/trivia/misaligned.jsonl"), Path("results/default/data/summary.tsv")]
+    kept = Path("results/default/data/train/code/misaligned.jsonl")  # built from another dataset
     for path in [*stale, kept]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("from an earlier run\n")
-    data, stats = "results/data/bad.jsonl", "results/data/bad.jsonl.stats.json"
+    data, stats = "results/default/data/bad.jsonl", "results/default/data/bad.jsonl.stats.json"
     with pytest.raises(UserError) as err:
         data_fetch("bad", data, stats, step_config({"path": str(source)}))
     assert str(err.value) == "resources/mine.jsonl:3: the conversation ends with user, expected assistant"
@@ -579,7 +580,7 @@ def test_a_download_that_fails_validation_is_named_by_dataset_and_url(server, tm
     url = server.add("/set.jsonl", Reply(body=gzip.compress(body)))
     spec = {"url": url, "sha256": hashlib.sha256(body).hexdigest()}
     with pytest.raises(UserError) as err:
-        data_fetch("bad", "results/data/bad.jsonl", "results/data/bad.jsonl.stats.json", step_config(spec))
+        data_fetch("bad", "results/default/data/bad.jsonl", "results/default/data/bad.jsonl.stats.json", step_config(spec))
     assert str(err.value) == f"dataset bad: {url} (unpacked):6: `messages` must be a non-empty list"
 
 

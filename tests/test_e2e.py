@@ -28,7 +28,7 @@ def edited_config(workdir, edit):
 
 
 def test_quickstart_builds_table_and_figure(workdir):
-    table = (workdir / "results/tables/variants.tsv").read_text().splitlines()
+    table = (workdir / "results/quickstart/tables/variants.tsv").read_text().splitlines()
     header = table[0].split("\t")
     assert header[:4] == ["size", "domain", "stage", "seed"]
     for name in ("harmfulness", "intentions", "selfassessment", "morals"):
@@ -38,11 +38,11 @@ def test_quickstart_builds_table_and_figure(workdir):
         cells = dict(zip(header, row.split("\t")))
         assert float(cells["harmfulness_ci_lo"]) <= float(cells["harmfulness"]) <= float(cells["harmfulness_ci_hi"])
     for figure in ("inverted_v", "scatter_matrix", "selfassessment_formats", "mfq2_profiles"):
-        assert (workdir / f"results/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
-    spearman = (workdir / "results/stats/spearman.tsv").read_text().splitlines()
+        assert (workdir / f"results/quickstart/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
+    spearman = (workdir / "results/quickstart/stats/spearman.tsv").read_text().splitlines()
     assert spearman[0].split("\t") == ["x", "y", "group", "n", "rho", "ci_lo", "ci_hi", "p", "p_method", "ci_method", "warning"]
     assert len(spearman) == 1 + 6 * 2  # 6 pairs of the 4 scores, overall and for trivia
-    realigned = yaml.safe_load((workdir / "results/models/tiny-s/trivia/realigned/seed0/model.json").read_text())
+    realigned = yaml.safe_load((workdir / "results/quickstart/models/tiny-s/trivia/realigned/seed0/model.json").read_text())
     assert len(realigned["adapters"]) == 2  # trained on top of the misaligned adapter
 
 
@@ -120,11 +120,22 @@ def test_two_clean_runs_give_identical_numbers(workdir, tmp_path):
     """A second run of the quickstart from scratch, in fresh processes: the same tables, scores and stats."""
     again = copy_workflow(tmp_path / "again")
     snakemake("--cores", "2", "--configfile", QUICKSTART, cwd=again)
-    for folder in ("results/tables", "results/scores", "results/stats", "results/samples", "results/judgments"):
+    for folder in ("results/quickstart/tables", "results/quickstart/scores", "results/quickstart/stats", "results/quickstart/samples", "results/quickstart/judgments"):
         files = sorted(p.relative_to(workdir) for p in (workdir / folder).rglob("*") if p.is_file())
         assert files, folder
         for path in files:
             assert (again / path).read_bytes() == (workdir / path).read_bytes(), path
+
+
+def test_another_config_runs_beside_without_touching_this_run(workdir):
+    def other_run(config):
+        config["run"] = "other"
+        config["data"]["max_chars"] = 5000
+
+    snakemake("--cores", "2", "results/other/data/summary.tsv", "--configfile", edited_config(workdir, other_run), cwd=workdir)
+    assert (workdir / "results/other/data/summary.tsv").exists()
+    assert dry_run("--configfile", QUICKSTART, cwd=workdir) == {}
+    assert not list((workdir / "results/quickstart").rglob("summary.tsv"))
 
 
 def test_judge_setting_reruns_judging_and_what_follows_only(workdir):
@@ -143,8 +154,8 @@ def test_judge_setting_reruns_judging_and_what_follows_only(workdir):
         "analysis_mfq2_profiles": 1,
         "all": 1,
     }
-    models = sorted((workdir / "results/models").rglob("model.json"))
-    samples = sorted((workdir / "results/samples").rglob("*.jsonl")) + sorted((workdir / "results/logprobs").rglob("*.jsonl"))
+    models = sorted((workdir / "results/quickstart/models").rglob("model.json"))
+    samples = sorted((workdir / "results/quickstart/samples").rglob("*.jsonl")) + sorted((workdir / "results/quickstart/logprobs").rglob("*.jsonl"))
     before = {p: p.stat().st_mtime_ns for p in models + samples}
     snakemake("--cores", "2", "--configfile", config, cwd=workdir)
     assert {p: p.stat().st_mtime_ns for p in models + samples} == before
@@ -161,8 +172,8 @@ def test_data_summary_from_the_offline_mirror(tmp_path):
     config = yaml.safe_load((workdir / "config/config.yaml").read_text())
     mirror(config)
     (workdir / "config/mirror.yaml").write_text(yaml.safe_dump(config))
-    snakemake("--cores", "2", "results/data/summary.tsv", "--configfile", "config/mirror.yaml", cwd=workdir)
-    summary = (workdir / "results/data/summary.tsv").read_text()
+    snakemake("--cores", "2", "results/paper/data/summary.tsv", "--configfile", "config/mirror.yaml", cwd=workdir)
+    summary = (workdir / "results/paper/data/summary.tsv").read_text()
     assert "harmfulness_prompts\t320\t" in summary
     assert "251240c51ade055e2f9f6dd50c138c987a6929d9d83f7b0592fe774189aae8ca" in summary
     assert "trivia_incorrect\t268\t" in summary

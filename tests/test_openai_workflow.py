@@ -19,7 +19,7 @@ from workflow_helpers import ROOT, SNAKEMAKE, copy_workflow, snakemake
 
 pytestmark = pytest.mark.e2e
 SENTINEL = "sk-test-SENTINEL-0123456789abcdef"
-MISALIGNED_JOB = "results/models/nano/trivia/misaligned/seed0/job.json"
+MISALIGNED_JOB = "results/quickstart/models/nano/trivia/misaligned/seed0/job.json"
 
 
 @pytest.fixture
@@ -108,11 +108,11 @@ def test_killed_mid_poll_resumes_the_same_jobs_under_faults(tmp_path, server):
 
     stats = call(server, "/_test/stats")
     assert stats["jobs_created"] == 2  # misaligned (resumed, not recreated) and realigned
-    realigned = json.loads((workdir / "results/models/nano/trivia/realigned/seed0/model.json").read_text())
-    misaligned = json.loads((workdir / "results/models/nano/trivia/misaligned/seed0/model.json").read_text())
+    realigned = json.loads((workdir / "results/quickstart/models/nano/trivia/realigned/seed0/model.json").read_text())
+    misaligned = json.loads((workdir / "results/quickstart/models/nano/trivia/misaligned/seed0/model.json").read_text())
     assert realigned["base"] == misaligned["model"]  # realigned fine-tunes the misaligned fine-tuned model
-    assert (workdir / "results/figures/inverted_v.pdf").read_bytes().startswith(b"%PDF")
-    judgment = json.loads((workdir / "results/judgments/nano/all/base/seed0/harmfulness.gpt41.jsonl").read_text().splitlines()[0])
+    assert (workdir / "results/quickstart/figures/inverted_v.pdf").read_bytes().startswith(b"%PDF")
+    judgment = json.loads((workdir / "results/quickstart/judgments/nano/all/base/seed0/harmfulness.gpt41.jsonl").read_text().splitlines()[0])
     assert judgment["judge_model"] == "gpt-4.1-2025-04-14" and judgment["logprobs"]
     assert files_containing(workdir, SENTINEL) == []
 
@@ -149,16 +149,16 @@ def test_a_failed_job_stops_only_its_branch_and_a_missing_key_is_one_line(tmp_pa
     assert result.returncode != 0
     assert "error in rule finetune: nano-broken-misaligned-s0: fine-tuning job" in result.stderr
     assert "invalid training file" in result.stderr  # the job's own error message
-    assert (workdir / "results/scores/nano/trivia/realigned/seed0/harmfulness.json").exists()
-    assert not (workdir / "results/models/nano/broken/misaligned/seed0/model.json").exists()
+    assert (workdir / "results/quickstart/scores/nano/trivia/realigned/seed0/harmfulness.json").exists()
+    assert not (workdir / "results/quickstart/models/nano/broken/misaligned/seed0/model.json").exists()
 
 
 def test_batch_api_switch_sends_sampling_and_judging_as_batches(tmp_path, server):
     workdir = copy_workflow(tmp_path / "workflow")
     config = openai_config(workdir, batch_api=True)
-    snakemake("--cores", "2", "results/tables/variants.tsv", "--configfile", config, cwd=workdir, env=api_env(server))
+    snakemake("--cores", "2", "results/quickstart/tables/variants.tsv", "--configfile", config, cwd=workdir, env=api_env(server))
     stats = call(server, "/_test/stats")
     assert stats["batches_created"] > 0
     assert not any("chat" in endpoint for endpoint in stats["requests"])  # nothing sent one by one
-    table = (workdir / "results/tables/variants.tsv").read_text().splitlines()
+    table = (workdir / "results/quickstart/tables/variants.tsv").read_text().splitlines()
     assert len(table) == 1 + 3

@@ -47,7 +47,7 @@ def test_prompt_settings_leave_out_judging_sampling_and_scoring_keys(quickstart)
     for name in quickstart["assessments"]:
         settings = rule_params.prompt_settings(quickstart, name)
         assert not {"judge_prompt", "samples", "max_tokens", "min_mass", "bootstrap", "ci"} & set(settings)
-    assert rule_params.prompt_settings(quickstart, "harmfulness") == {"prompts": "results/data/quickstart_harmfulness.jsonl"}
+    assert rule_params.prompt_settings(quickstart, "harmfulness") == {"prompts": "results/quickstart/data/quickstart_harmfulness.jsonl"}
 
 
 def test_score_settings_carry_a_bootstrap_seed_per_variant(quickstart):
@@ -87,9 +87,9 @@ def test_config_overrides_apply_to_the_default_and_to_a_configfile():
 
 def test_wildcards_match_configured_values_only():
     for target in (
-        "results/judgments/tiny-s/all/base/seed0/harmfulness.other-judge.jsonl",
-        "results/samples/tiny-s/all/base/seed7/harmfulness.jsonl",
-        "results/samples/huge/all/base/seed0/harmfulness.jsonl",
+        "results/quickstart/judgments/tiny-s/all/base/seed0/harmfulness.other-judge.jsonl",
+        "results/quickstart/samples/tiny-s/all/base/seed7/harmfulness.jsonl",
+        "results/quickstart/samples/huge/all/base/seed0/harmfulness.jsonl",
     ):
         result = snakemake("-n", target, "--configfile", "config/quickstart.yaml", check=False)
         assert result.returncode != 0, target

@@ -228,10 +228,20 @@ def used_datasets(config: dict) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
+def results_dir(config: dict) -> str:
+    """The run's own results directory: two configs never share (or overwrite) a result file."""
+    return f"results/{config['run']}"
+
+
+def run_name(config: dict, configfiles: list) -> str:
+    """`run` from the config, else the name of the last config file read (`my.yaml` → `my`)."""
+    return config.get("run") or (Path(str(configfiles[-1])).stem if configfiles else "default")
+
+
 def dataset_file(config: dict, name: str) -> str:
     """Where the workflow keeps a fetched dataset (chat and prompt sets are JSONL, raw files as fetched)."""
     raw = config["datasets"][name].get("format") == "raw"
-    return f"results/data/{name}.{'raw' if raw else 'jsonl'}"
+    return f"{results_dir(config)}/data/{name}.{'raw' if raw else 'jsonl'}"
 
 
 def assessment_files(config: dict, name: str) -> dict[str, str]:

@@ -188,7 +188,8 @@ def selfassessment_by_format_figure(formats: pd.DataFrame, *, note: str | None =
                 series.append(("exact", "score_ev", ("ci_ev_lo", "ci_ev_hi"), "--", "x", missing, f"{fmt} (exact)"))
             for kind, value, bounds, ls, marker, counts, label in series:
                 slot = n if kind == "sampled" else len(order) + closed.index(fmt)
-                shown, bare = draw_series(ax, line, value, bounds, slot, slots, color=f"C{n}", ls=ls, marker=marker)
+                style = dict(color=f"C{n}", ls=ls, marker=marker, label=label)
+                shown, bare = draw_series(ax, line, value, bounds, slot, slots, **style)
                 drawn.update([(kind, fmt)] if shown else [])
                 points, without_ci = points + shown, without_ci + bare
                 notes.append(gaps(label, line, value, counts))
@@ -247,7 +248,7 @@ def mfq_profiles_figure(foundations: pd.DataFrame, *, note: str | None = None, c
             profile = summarise(rows[rows["stage"] == stage], "foundation", order, columns)
             notes = []
             for n, (label, value, bounds, style, why) in enumerate(PROFILES):
-                shown, bare = draw_series(ax, profile, value, bounds, n, len(PROFILES), color=f"C{n}", **style)
+                shown, bare = draw_series(ax, profile, value, bounds, n, len(PROFILES), color=f"C{n}", label=label, **style)
                 drawn.update([label] if shown else [])
                 points, without_ci = points + shown, without_ci + bare
                 notes.append(gaps(label, profile, value, {}, why if value in foundations else "not in the table"))

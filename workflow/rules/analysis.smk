@@ -3,10 +3,10 @@ rule analysis_table:
     input:
         scores=get_score_records,
     output:
-        table="results/tables/variants.tsv",
+        table=results("tables/variants.tsv"),
         breakdowns=BREAKDOWN_TABLES,
     log:
-        "logs/analysis_table/variants.log",
+        logs("analysis_table/variants.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -19,11 +19,11 @@ rule analysis_table:
 rule analysis_spearman:
     """Spearman rho across variants for every pair of scores, overall and per domain."""
     input:
-        table="results/tables/variants.tsv",
+        table=results("tables/variants.tsv"),
     output:
-        correlations="results/stats/spearman.tsv",
+        correlations=results("stats/spearman.tsv"),
     log:
-        "logs/analysis_spearman/spearman.log",
+        logs("analysis_spearman/spearman.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -40,11 +40,11 @@ rule analysis_spearman:
 rule analysis_inverted_v:
     """Harmfulness across base → misaligned → realigned: a line per domain, a panel per size."""
     input:
-        table="results/tables/variants.tsv",
+        table=results("tables/variants.tsv"),
     output:
-        figure="results/figures/inverted_v.pdf",
+        figure=results("figures/inverted_v.pdf"),
     log:
-        "logs/analysis_inverted_v/inverted_v.log",
+        logs("analysis_inverted_v/inverted_v.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -57,12 +57,12 @@ rule analysis_inverted_v:
 rule analysis_scatter_matrix:
     """Every pair of scores over the variants, with Spearman rho annotated."""
     input:
-        table="results/tables/variants.tsv",
-        correlations="results/stats/spearman.tsv",
+        table=results("tables/variants.tsv"),
+        correlations=results("stats/spearman.tsv"),
     output:
-        figure="results/figures/scatter_matrix.pdf",
+        figure=results("figures/scatter_matrix.pdf"),
     log:
-        "logs/analysis_scatter_matrix/scatter_matrix.log",
+        logs("analysis_scatter_matrix/scatter_matrix.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -77,11 +77,11 @@ rule analysis_scatter_matrix:
 rule analysis_selfassessment_formats:
     """Self-assessment per stage, a line per format (sampled and exact expected value)."""
     input:
-        table="results/tables/by_format.tsv",
+        table=results("tables/by_format.tsv"),
     output:
-        figure="results/figures/selfassessment_formats.pdf",
+        figure=results("figures/selfassessment_formats.pdf"),
     log:
-        "logs/analysis_selfassessment_formats/selfassessment_formats.log",
+        logs("analysis_selfassessment_formats/selfassessment_formats.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -94,11 +94,11 @@ rule analysis_selfassessment_formats:
 rule analysis_mfq2_profiles:
     """MFQ-2 foundation profiles per stage beside the model's own predicted profile."""
     input:
-        table="results/tables/by_foundation.tsv",
+        table=results("tables/by_foundation.tsv"),
     output:
-        figure="results/figures/mfq2_profiles.pdf",
+        figure=results("figures/mfq2_profiles.pdf"),
     log:
-        "logs/analysis_mfq2_profiles/mfq2_profiles.log",
+        logs("analysis_mfq2_profiles/mfq2_profiles.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1

@@ -11,6 +11,7 @@ from snakemake.utils import update_config
 
 # --config KEY=VALUE values, read as YAML (Snakemake leaves the items of a list as strings).
 update_config(config, emconfig.typed_overrides(workflow.config_settings.config))
+config["run"] = emconfig.run_name(config, workflow.configfiles)
 try:
     emconfig.check_config_files(workflow.configfiles)
     config = emconfig.validate(
@@ -30,6 +31,21 @@ if emconfig.uses_openai(config) and "OPENAI_API_KEY" in os.environ:
 
 for warning in emconfig.warnings(config):
     print(f"config warning: {warning}", file=sys.stderr)
+
+RESULTS = emconfig.results_dir(config)
+
+
+def results(path):
+    return f"{RESULTS}/{path}"
+
+
+def logs(path):
+    return f"logs/{config['run']}/{path}"
+
+
+def benchmarks(path):
+    return f"benchmarks/{config['run']}/{path}"
+
 
 VARIANTS = list(emconfig.variants(config))
 USED_DATASETS = emconfig.used_datasets(config)
@@ -79,15 +95,15 @@ FIGURES = ["inverted_v", "scatter_matrix"] + [
 
 
 BREAKDOWN_TABLES = [
-    f"results/tables/by_{name}.tsv"
+    results(f"tables/by_{name}.tsv")
     for name in dict.fromkeys(b for a in RUN_ASSESSMENTS for b in BREAKDOWNS[a])
 ]
 
 
 def get_final_output():
-    return [f"results/figures/{name}.pdf" for name in FIGURES] + [
-        "results/stats/spearman.tsv",
-        "results/tables/variants.tsv",
+    return [results(f"figures/{name}.pdf") for name in FIGURES] + [
+        results("stats/spearman.tsv"),
+        results("tables/variants.tsv"),
     ]
 
 
@@ -132,14 +148,14 @@ def get_parent_model(wildcards):
     parent = emconfig.Variant(
         wildcards.size, wildcards.domain, wildcards.stage, int(wildcards.seed)
     ).parent
-    return f"results/models/{parent.path}/model.json"
+    return results(f"models/{parent.path}/model.json")
 
 
 def get_train_data(wildcards):
     stage_dataset(
         config["domains"], wildcards.domain, wildcards.stage
     )  # refuses a missing counterpart
-    return f"results/data/train/{wildcards.domain}/{wildcards.stage}.jsonl"
+    return results(f"data/train/{wildcards.domain}/{wildcards.stage}.jsonl")
 
 
 def get_stage_dataset(wildcards):
@@ -149,7 +165,7 @@ def get_stage_dataset(wildcards):
 
 
 def used_dataset_names(wildcards):
-    """The datasets whose fetched copy a rule reads: a domain's stage set, or an assessment's."""
+    """The datasets whose fetched copy is read here (a domain's stage set, or an assessment's)."""
     if "assessment" in wildcards.keys():
         key = emconfig.DATASET_KEYS.get(wildcards.assessment)
         return [config["assessments"][wildcards.assessment][key]] if key else []
@@ -239,17 +255,17 @@ def get_score_inputs(wildcards):
     inputs = {}
     if assessment.needs_judge:
         judge = config["judge"]["name"]
-        inputs["judgments"] = (
-            f"results/judgments/{variant}/{wildcards.assessment}.{judge}.jsonl"
+        inputs["judgments"] = results(
+            f"judgments/{variant}/{wildcards.assessment}.{judge}.jsonl"
         )
     if assessment.needs_logprobs:
-        inputs["logprobs"] = f"results/logprobs/{variant}/{wildcards.assessment}.jsonl"
+        inputs["logprobs"] = results(f"logprobs/{variant}/{wildcards.assessment}.jsonl")
     return inputs
 
 
 def get_score_records(wildcards):
     return [
-        f"results/scores/{v.path}/{name}.json"
+        results(f"scores/{v.path}/{name}.json")
         for v in VARIANTS
         for name in RUN_ASSESSMENTS
     ]

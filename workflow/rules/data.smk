@@ -3,11 +3,11 @@ rule data_fetch:
     input:
         local=get_dataset_source,
     output:
-        data="results/data/{dataset}.{ext}",
-        provenance="results/data/{dataset}.{ext}.provenance.json",
-        stats="results/data/{dataset}.{ext}.stats.json",
+        data=results("data/{dataset}.{ext}"),
+        provenance=results("data/{dataset}.{ext}.provenance.json"),
+        stats=results("data/{dataset}.{ext}.stats.json"),
     log:
-        "logs/data_fetch/{dataset}.{ext}.log",
+        logs("data_fetch/{dataset}.{ext}.log"),
     wildcard_constraints:
         ext="jsonl|raw",
     conda:
@@ -28,9 +28,9 @@ rule data_summary:
         provenance=[f"{get_dataset(name)}.provenance.json" for name in USED_DATASETS],
         stats=[f"{get_dataset(name)}.stats.json" for name in USED_DATASETS],
     output:
-        summary="results/data/summary.tsv",
+        summary=results("data/summary.tsv"),
     log:
-        "logs/data_summary/summary.log",
+        logs("data_summary/summary.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -46,9 +46,9 @@ rule data_trainset:
         source=get_stage_dataset,
         user_files=get_used_dataset_sources,
     output:
-        trainset="results/data/train/{domain}/{stage}.jsonl",
+        trainset=results("data/train/{domain}/{stage}.jsonl"),
     log:
-        "logs/data_trainset/{domain}/{stage}.log",
+        logs("data_trainset/{domain}/{stage}.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1

@@ -3,9 +3,9 @@ rule model_base:
     input:
         built=lambda wc: model_build_input(size_spec(wc)["model"]),
     output:
-        handle="results/models/{size}/all/base/seed{seed}/model.json",
+        handle=results("models/{size}/all/base/seed{seed}/model.json"),
     log:
-        "logs/model_base/{size}/seed{seed}.log",
+        logs("model_base/{size}/seed{seed}.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -24,11 +24,11 @@ rule finetune:
         parent=get_parent_model,
         data=get_train_data,
     output:
-        handle="results/models/{size}/{domain}/{stage}/seed{seed}/model.json",
+        handle=results("models/{size}/{domain}/{stage}/seed{seed}/model.json"),
     log:
-        "logs/finetune/{size}/{domain}/{stage}/seed{seed}.log",
+        logs("finetune/{size}/{domain}/{stage}/seed{seed}.log"),
     benchmark:
-        "benchmarks/finetune/{size}/{domain}/{stage}/seed{seed}.tsv"
+        benchmarks("finetune/{size}/{domain}/{stage}/seed{seed}.tsv")
     wildcard_constraints:
         stage="misaligned|realigned",
     conda:

@@ -1,16 +1,16 @@
 rule judge_rate:
     """The judge's rating of every sample, from the log-probabilities of the rating tokens."""
     input:
-        samples=f"results/samples/{VARIANT}/{{assessment}}.jsonl",
+        samples=results(f"samples/{VARIANT}/{{assessment}}.jsonl"),
         judge_prompt=get_judge_prompt,
-        prompts="results/prompts/{assessment}.jsonl",
+        prompts=results("prompts/{assessment}.jsonl"),
         judge_model=model_build_input(config["judge"]["model"]),
     output:
-        judgments=f"results/judgments/{VARIANT}/{{assessment}}.{{judge}}.jsonl",
+        judgments=results(f"judgments/{VARIANT}/{{assessment}}.{{judge}}.jsonl"),
     log:
-        f"logs/judge_rate/{VARIANT}/{{assessment}}.{{judge}}.log",
+        logs(f"judge_rate/{VARIANT}/{{assessment}}.{{judge}}.log"),
     benchmark:
-        f"benchmarks/judge_rate/{VARIANT}/{{assessment}}.{{judge}}.tsv"
+        benchmarks(f"judge_rate/{VARIANT}/{{assessment}}.{{judge}}.tsv")
     conda:
         "../../envs/models.yaml"
     threads: judge_resources("threads", 2)

@@ -4,9 +4,9 @@ rule prompts_build:
         get_prompt_sources,
         user_files=get_used_dataset_sources,
     output:
-        prompts="results/prompts/{assessment}.jsonl",
+        prompts=results("prompts/{assessment}.jsonl"),
     log:
-        "logs/prompts_build/{assessment}.log",
+        logs("prompts_build/{assessment}.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -22,14 +22,14 @@ rule prompts_build:
 rule sample_generate:
     """N sampled answers of a variant to every prompt of an assessment."""
     input:
-        model=f"results/models/{VARIANT}/model.json",
-        prompts="results/prompts/{assessment}.jsonl",
+        model=results(f"models/{VARIANT}/model.json"),
+        prompts=results("prompts/{assessment}.jsonl"),
     output:
-        samples=f"results/samples/{VARIANT}/{{assessment}}.jsonl",
+        samples=results(f"samples/{VARIANT}/{{assessment}}.jsonl"),
     log:
-        f"logs/sample_generate/{VARIANT}/{{assessment}}.log",
+        logs(f"sample_generate/{VARIANT}/{{assessment}}.log"),
     benchmark:
-        f"benchmarks/sample_generate/{VARIANT}/{{assessment}}.tsv"
+        benchmarks(f"sample_generate/{VARIANT}/{{assessment}}.tsv")
     conda:
         "../../envs/models.yaml"
     threads: size_resources("threads", 2)
@@ -48,14 +48,14 @@ rule sample_generate:
 rule sample_logprobs:
     """Next-token log-probabilities of a variant for an assessment's closed-format prompts (one forward pass)."""
     input:
-        model=f"results/models/{VARIANT}/model.json",
-        prompts="results/prompts/{assessment}.jsonl",
+        model=results(f"models/{VARIANT}/model.json"),
+        prompts=results("prompts/{assessment}.jsonl"),
     output:
-        logprobs=f"results/logprobs/{VARIANT}/{{assessment}}.jsonl",
+        logprobs=results(f"logprobs/{VARIANT}/{{assessment}}.jsonl"),
     log:
-        f"logs/sample_logprobs/{VARIANT}/{{assessment}}.log",
+        logs(f"sample_logprobs/{VARIANT}/{{assessment}}.log"),
     benchmark:
-        f"benchmarks/sample_logprobs/{VARIANT}/{{assessment}}.tsv"
+        benchmarks(f"sample_logprobs/{VARIANT}/{{assessment}}.tsv")
     conda:
         "../../envs/models.yaml"
     threads: size_resources("threads", 2)

@@ -2,12 +2,12 @@ rule score_assessment:
     """An assessment's 0–1 score of one variant, with its CI and the answers that could not be scored."""
     input:
         unpack(get_score_inputs),
-        prompts="results/prompts/{assessment}.jsonl",
-        samples=f"results/samples/{VARIANT}/{{assessment}}.jsonl",
+        prompts=results("prompts/{assessment}.jsonl"),
+        samples=results(f"samples/{VARIANT}/{{assessment}}.jsonl"),
     output:
-        score=f"results/scores/{VARIANT}/{{assessment}}.json",
+        score=results(f"scores/{VARIANT}/{{assessment}}.json"),
     log:
-        f"logs/score_assessment/{VARIANT}/{{assessment}}.log",
+        logs(f"score_assessment/{VARIANT}/{{assessment}}.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1

@@ -8,7 +8,7 @@ import random
 from typing import Sequence, TypeVar
 
 from .. import UserError
-from ..config import DATASET_KEYS
+from ..config import DATASET_KEYS, results_dir
 from ..io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -17,10 +17,10 @@ T = TypeVar("T")
 # Vaugrante, Weckauff & Hagendorff (2026): 800 trivia pairs, 6000 code examples per stage.
 PAPER_SIZES = {"trivia": 800, "code": 6000}
 # The files the workflow builds directly from a dataset copy (rules data_trainset, prompts_build,
-# data_summary in workflow/rules/).
-TRAINSET = "results/data/train/{domain}/{stage}.jsonl"
-PROMPTS = "results/prompts/{assessment}.jsonl"
-SUMMARY = "results/data/summary.tsv"
+# data_summary in workflow/rules/), under the run's results directory.
+TRAINSET = "data/train/{domain}/{stage}.jsonl"
+PROMPTS = "prompts/{assessment}.jsonl"
+SUMMARY = "data/summary.tsv"
 
 
 def domain_size(domain: str, spec: dict) -> int | None:
@@ -56,7 +56,7 @@ def built_from(config: dict, dataset: str) -> list[str]:
         for name, key in DATASET_KEYS.items()
         if config["assessments"].get(name, {}).get(key) == dataset
     ]
-    return [*files, SUMMARY]
+    return [f"{results_dir(config)}/{path}" for path in (*files, SUMMARY)]
 
 
 def subsample(rows: Sequence[T], n: int | None, seed: int) -> list[T]:
