@@ -110,12 +110,10 @@ def in_flight_summary(timeline: list[list[float]], window: float = 1.0) -> tuple
         return 0.0, []
     start, end = timeline[0][0], timeline[-1][0]
     windows = [0.0] * (int((end - start) / window) + 1)
-    for (t, level), (t_next, _) in zip(timeline, timeline[1:]):
-        while t < t_next:  # spread each interval over the windows it covers
-            index = int((t - start) / window)
-            step = min(t_next, start + (index + 1) * window) - t
-            windows[index] += level * step / window
-            t += step
+    for (t1, level), (t2, _) in zip(timeline, timeline[1:]):
+        for index in range(int((t1 - start) / window), int((t2 - start) / window) + 1):
+            low = start + index * window  # the part of [t1, t2) inside this window
+            windows[index] += level * max(0.0, min(t2, low + window) - max(t1, low)) / window
     total = sum(level * (t2 - t1) for (t1, level), (t2, _) in zip(timeline, timeline[1:]))
     return total / max(end - start, 1e-9), windows
 

@@ -15,7 +15,8 @@ QUICKSTART = "config/quickstart.yaml"
 def workdir(tmp_path_factory):
     """A copy of the workflow with the quickstart run to completion (a few minutes on 2 cores)."""
     path = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    snakemake("--cores", "2", "--configfile", QUICKSTART, cwd=path)
+    run = snakemake("--cores", "2", "--configfile", QUICKSTART, cwd=path)
+    assert "run 'quickstart': results in results/quickstart/" in run.stderr  # the end-of-run summary
     return path
 
 

@@ -153,7 +153,7 @@ def count_text(rows: pd.DataFrame, counts: Mapping[str, str]) -> str:
 
 
 def gaps(label: str, summary: pd.DataFrame, value: str, counts: Mapping[str, str], why: str = "nothing scored") -> str | None:
-    """"<label>: no data [at <categories>] (<counts>)" for the categories of `summary` without a `value`
+    """ "<label>: no data [at <categories>] (<counts>)" for the categories of `summary` without a `value`
     (`why` when no count explains it, "not in the table" where no row exists); None when nothing is missing."""
     missing = summary[summary[value].isna()]
     if missing.empty:
@@ -188,7 +188,7 @@ def wrap(text: str, inches: float, points: float) -> str:
 
 
 def span(values: Iterable[float] | None) -> str:
-    """"12" or "10–12": the range of integer counts, or "unknown" when there are none."""
+    """ "12" or "10–12": the range of integer counts, or "unknown" when there are none."""
     values = pd.Series(values, dtype=float).dropna()
     if values.empty:
         return "unknown"

@@ -38,17 +38,19 @@ from .figures import (  # noqa: E402
 MARKERS = "osD^v<>P*X"
 PANEL = 2.4  # inches per scatter-matrix panel
 COUNTS = {key: key for key in COUNTED}  # the count columns of the breakdown tables
-# MFQ-2 profiles: (legend label, column, CI columns, style, why a foundation has no value)
+EV_MISSING = {"ev_missing": "prompts short of log-prob mass"}
+ESTIMATES = {"sampled": dict(marker="o"), "exact": dict(marker="x", ls="--")}  # self-assessment line styles
+# MFQ-2 profiles: (legend label, column, its CI columns, style, why a foundation has no value)
 PROFILES = (
     ("sampled", "measured", ("measured_ci_lo", "measured_ci_hi"), dict(marker="o"), "no item rating could be parsed"),
+    ("exact (log-prob expected rating)", "measured_ev", None, dict(marker="x", ls="--"), "too little mass on 1–5"),
     (
-        "exact (log-prob expected rating)",
-        "measured_ev",
-        None,
-        dict(marker="x", ls="--"),
-        "no item has enough probability on the ratings 1–5",
+        "self-predicted",
+        "predicted",
+        ("predicted_ci_lo", "predicted_ci_hi"),
+        dict(marker="s", ls=":"),
+        "no self-prediction could be parsed",
     ),
-    ("self-predicted", "predicted", ("predicted_ci_lo", "predicted_ci_hi"), dict(marker="s", ls=":"), "no self-prediction could be parsed"),
 )
 
 
@@ -78,7 +80,7 @@ def scatter_matrix_figure(
     colours = {stage: f"C{n}" for n, stage in enumerate(STAGES)}
     markers = {domain: MARKERS[n % len(MARKERS)] for n, domain in enumerate(domains)}
     fig, axes = plt.subplots(k, k, figsize=(PANEL * k, PANEL * k), squeeze=False)
-    drawn: set[str] = set()
+    drawn: set[str] = set()  # the stages and domains of the points drawn
     for i, y in enumerate(columns):
         for j, x in enumerate(columns):
             ax = axes[i][j]
@@ -87,7 +89,7 @@ def scatter_matrix_figure(
             elif i > j:
                 pairs = table.dropna(subset=[x, y])
                 for (stage, domain), part in pairs.groupby(["stage", "domain"], sort=False):
-                    ax.scatter(part[x], part[y], color=colours.get(stage, "grey"), marker=markers[domain], s=22)
+                    ax.scatter(part[x], part[y], color=colours[stage], marker=markers[domain], s=22)
                     drawn.update([stage, domain])
                 ax.set_xlim(-0.05, 1.05)
                 ax.set_ylim(-0.05, 1.05)
@@ -103,7 +105,7 @@ def scatter_matrix_figure(
     shown = rho.reindex(list(combinations(columns, 2)))  # the pairs drawn
     footer = [
         f"each point: one variant (size × domain × stage × seed); {len(table)} variants in the table",
-        f"ρ: Spearman over the variants with both scores, N = that number; {ci * 100:g}% CI: "
+        f"ρ: Spearman over the N variants that have both scores; {ci * 100:g}% CI: "
         f"{_methods(shown['ci_method'])}; p: {_methods(shown['p_method'])}; ⚠: the Spearman table's warning",
     ]
     legends = [
@@ -125,7 +127,7 @@ def _diagonal(ax: plt.Axes, table: pd.DataFrame, column: str) -> None:
 
 
 def _unscored(table: pd.DataFrame, column: str) -> str | None:
-    """"<column>: no data for k variants (<counts>)", or None when every variant has the score."""
+    """ "<column>: no data for k variants (<counts>)", or None when every variant has the score."""
     rows = table[table[column].isna()]
     if rows.empty:
         return None
@@ -175,22 +177,21 @@ def selfassessment_by_format_figure(formats: pd.DataFrame, *, note: str | None =
     slots = len(order) + len(closed)
     columns = ["score", "ci_lo", "ci_hi", "score_ev", "ci_ev_lo", "ci_ev_hi"]
     fig, axes = plt.subplots(1, len(domains), figsize=(4.2 * len(domains), 3.6), sharey=True, squeeze=False)
-    drawn: set[tuple[str, str]] = set()
+    drawn: set[str] = set()  # the formats and estimates drawn in some panel
     points = without_ci = 0
     for ax, domain in zip(axes[0], domains):
         rows = with_base(formats, domain)
         notes = []
         for n, fmt in enumerate(order):
-            line = summarise(rows[rows["format"] == fmt], "stage", STAGES, columns, [*COUNTS, "ev_missing"])
-            series = [("sampled", "score", ("ci_lo", "ci_hi"), "-", "o", COUNTS, fmt)]
+            line = summarise(rows[rows["format"] == fmt], "stage", STAGES, columns, [*COUNTS, *EV_MISSING])
+            series = [("sampled", "score", ("ci_lo", "ci_hi"), COUNTS, fmt, n)]
             if fmt in closed:
-                missing = {"ev_missing": "prompts short of log-prob mass"}
-                series.append(("exact", "score_ev", ("ci_ev_lo", "ci_ev_hi"), "--", "x", missing, f"{fmt} (exact)"))
-            for kind, value, bounds, ls, marker, counts, label in series:
-                slot = n if kind == "sampled" else len(order) + closed.index(fmt)
-                style = dict(color=f"C{n}", ls=ls, marker=marker, label=label)
+                slot = len(order) + closed.index(fmt)
+                series.append(("exact", "score_ev", ("ci_ev_lo", "ci_ev_hi"), EV_MISSING, f"{fmt} (exact)", slot))
+            for kind, value, bounds, counts, label, slot in series:
+                style = dict(color=f"C{n}", label=label, **ESTIMATES[kind])
                 shown, bare = draw_series(ax, line, value, bounds, slot, slots, **style)
-                drawn.update([(kind, fmt)] if shown else [])
+                drawn.update([kind, fmt] if shown else [])
                 points, without_ci = points + shown, without_ci + bare
                 notes.append(gaps(label, line, value, counts))
         category_axis(ax, STAGES)
@@ -200,20 +201,19 @@ def selfassessment_by_format_figure(formats: pd.DataFrame, *, note: str | None =
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("self-assessment (0–1, 1 = misaligned)")
-    drawn_formats = {fmt for _, fmt in drawn}
+    estimates = {"sampled": "sampled answers", "exact": "exact: log-prob expected value"}
     legends = [
-        ("format (colour)", [proxy(f, f in drawn_formats, color=f"C{n}", marker="o") for n, f in enumerate(order)]),
+        ("format (colour)", [proxy(f, f in drawn, color=f"C{n}", marker="o") for n, f in enumerate(order)]),
         (
             "estimate (line)",
-            [proxy("sampled answers", any(k == "sampled" for k, _ in drawn), color="grey", marker="o")]
-            + [proxy("exact: log-prob expected value", any(k == "exact" for k, _ in drawn), color="grey", marker="x", ls="--")]
-            * bool(closed),
+            [proxy(name, k in drawn, color="grey", **ESTIMATES[k]) for k, name in estimates.items() if k == "sampled" or closed],
         ),
     ]
-    no_exact = [f for f in order if f not in closed]
+    open_formats = [f for f in order if f not in closed]
+    variants = span(formats.groupby(["domain", "stage", "format"]).size())
     footer = [
-        f"points: mean over sizes and seeds ({span(formats.groupby(['domain', 'stage', 'format']).size())} variants per point)"
-        + (f"; no exact value for {', '.join(no_exact)} (no next-token answer to read)" if no_exact and closed else ""),
+        f"points: mean over sizes and seeds ({variants} variants per point)"
+        + (f"; no exact value for {', '.join(open_formats)} (no next-token answer to read)" if open_formats and closed else ""),
         f"error bars: {ci * 100:g}% percentile bootstrap CI over prompts within each dimension (mean of the variants' "
         f"bounds); N = {span(formats.get('prompts'))} scored prompts per format and variant; "
         + missing_ci(points, without_ci, "ci_note / ci_ev_note"),

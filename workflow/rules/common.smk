@@ -269,3 +269,13 @@ def get_score_records(wildcards):
         for v in VARIANTS
         for name in RUN_ASSESSMENTS
     ]
+
+
+# The end of a successful run says where its results are and what could not be scored.
+onsuccess:
+    from emaware.run_summary import summary_lines
+
+    print(
+        "\n".join(summary_lines(config, workflow.overwrite_configfiles)),
+        file=sys.stderr,
+    )
