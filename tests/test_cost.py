@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +138,7 @@ def test_fine_tuning_is_counted_on_the_subsample_the_workflow_trains_on(tmp_path
     for name in ("bad", "good"):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = {
+        "run": "test",
         "seeds": [0],
         "sizes": {
             "nano": {"backend": "openai", "model": "gpt-4.1-nano"},
@@ -163,6 +166,7 @@ def test_fine_tuning_is_counted_on_the_subsample_the_workflow_trains_on(tmp_path
 def test_declared_rows_and_tokens_stand_in_for_a_dataset_without_a_local_copy(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = {
+        "run": "test",
         "seeds": [0],
         "sizes": {"nano": {"backend": "openai", "model": "gpt-4.1-nano"}},
         "domains": {"code": {"misaligned": "bad", "realigned": "good", "n": 600}},
@@ -187,9 +191,16 @@ def test_declared_rows_and_tokens_stand_in_for_a_dataset_without_a_local_copy(tm
         plan(config)
 
 
+def fresh_clone(path: Path) -> Path:
+    """What a fresh clone holds that the estimate reads: no results/, no fetched data."""
+    for folder in ("config", "resources", "workflow/schemas"):
+        shutil.copytree(REPO / folder, path / folder)
+    return path
+
+
 def test_a_prompt_set_known_by_its_counts_costs_what_its_file_costs(tmp_path, monkeypatch):
     """The quickstart's harmfulness prompts read from their file, then known only by the counts `--count` prints."""
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(fresh_clone(tmp_path / "clone"))
     config = load(openai_quickstart(tmp_path, 100), "workflow/schemas/config.schema.yaml")
     config["assessments"] = {"harmfulness": config["assessments"]["harmfulness"]}
     dataset = config["assessments"]["harmfulness"]["prompts"]
@@ -256,3 +267,27 @@ def test_the_cli_prints_a_table_without_a_key_and_fails_over_budget(tmp_path, mo
     assert "budget (backends.openai.budget_usd): $100.00" in ok.stdout
     over = cost(openai_quickstart(tmp_path, 0.0001))
     assert over.returncode == 1 and over.stderr.count("\n") == 1 and "exceeds budget $0.00" in over.stderr
+
+
+def test_the_paper_config_is_estimated_from_a_fresh_clone_without_data_or_network(tmp_path):
+    """No fetched data, no mirror: the datasets that are not in the repository are counted from the rows
+    and tokens config/openai.yaml declares for them, and the footer says so."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    command = [sys.executable, "-m", "emaware.cost", "--config", "config/openai.yaml"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=fresh_clone(tmp_path), env=env)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "results").exists()
+    for rule in RULES:
+        assert f"total {rule}" in result.stdout
+    for name in ("harmfulness_prompts", "insecure_code", "secure_code"):
+        assert f"dataset {name}: declared in the config" in result.stdout
+    assert f"tokens: {counting_method('gpt-4.1-2025-04-14')}" in result.stdout
+
+
+def test_count_prints_what_a_dataset_declares(tmp_path):
+    rows = [{"messages": [{"role": "user", "content": "x" * 40}, {"role": "assistant", "content": "y" * 8}]}] * 3
+    path = tmp_path / "set.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = subprocess.run([sys.executable, "-m", "emaware.cost", "--count", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"rows: 3, tokens: {3 * chat_tokens(rows[0]['messages'])}" in result.stdout

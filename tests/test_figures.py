@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +18,13 @@ from emaware.stats import spearman_table
 
 NOTE = "Quickstart: a tiny random-weight model — these numbers are meaningless"
 FOUNDATIONS = ["care", "equality", "proportionality", "loyalty", "authority", "purity"]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """The tests inspect figures that are never saved (saving closes them)."""
+    yield
+    plt.close("all")
 
 
 def variants_table():
@@ -216,3 +224,11 @@ def test_scatter_matrix_says_no_data_for_an_empty_row_and_warns_at_few_variants(
     assert [legend.get_title().get_text() for legend in fig.legends] == ["stage (colour)", "domain (marker)"]
     enough = figures_battery.scatter_matrix_figure(*scatter_inputs(6)).axes[1]
     assert not any("too few" in t.get_text() for t in enough.texts)
+
+
+def test_a_mean_over_fewer_variants_than_the_others_is_flagged():
+    first, second = foundations_table(), foundations_table(predicted=False).assign(seed=1)
+    fig = figures_battery.mfq_profiles_figure(pd.concat([first, second]))
+    notes = " ".join(texts(fig))
+    assert "self-predicted: no data at care (no self-prediction could be parsed); mean of 1 of 2 variants at equality" in notes
+    assert "sampled: mean of" not in notes  # both seeds have every measured value

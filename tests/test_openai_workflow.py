@@ -22,10 +22,9 @@ SENTINEL = "sk-test-SENTINEL-0123456789abcdef"
 MISALIGNED_JOB = "results/quickstart/models/nano/trivia/misaligned/seed0/job.json"
 
 
-@pytest.fixture
-def server(tmp_path):
+def serve(tmp_path, *options):
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests/fake_openai_server.py"), "--port", "0", "--state-dir", str(tmp_path / "api")],
+        [sys.executable, str(ROOT / "tests/fake_openai_server.py"), "--port", "0", "--state-dir", str(tmp_path / "api"), *options],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -34,6 +33,17 @@ def server(tmp_path):
     yield url
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path):
+    yield from serve(tmp_path)
+
+
+@pytest.fixture
+def filterless_server(tmp_path):
+    """A server that ignores the job list's metadata filter, as some OpenAI-compatible servers do."""
+    yield from serve(tmp_path, "--ignore-metadata-filter")
 
 
 def call(url, path, body=None):
@@ -111,6 +121,8 @@ def test_killed_mid_poll_resumes_the_same_jobs_under_faults(tmp_path, server):
     realigned = json.loads((workdir / "results/quickstart/models/nano/trivia/realigned/seed0/model.json").read_text())
     misaligned = json.loads((workdir / "results/quickstart/models/nano/trivia/misaligned/seed0/model.json").read_text())
     assert realigned["base"] == misaligned["model"]  # realigned fine-tunes the misaligned fine-tuned model
+    assert "resumed fine-tuning job" in (workdir / "logs/quickstart/finetune/nano/trivia/misaligned/seed0.log").read_text()
+    assert "created fine-tuning job" in (workdir / "logs/quickstart/finetune/nano/trivia/realigned/seed0.log").read_text()
     assert (workdir / "results/quickstart/figures/inverted_v.pdf").read_bytes().startswith(b"%PDF")
     judgment = json.loads((workdir / "results/quickstart/judgments/nano/all/base/seed0/harmfulness.gpt41.jsonl").read_text().splitlines()[0])
     assert judgment["judge_model"] == "gpt-4.1-2025-04-14" and judgment["logprobs"]
@@ -153,12 +165,16 @@ def test_a_failed_job_stops_only_its_branch_and_a_missing_key_is_one_line(tmp_pa
     assert not (workdir / "results/quickstart/models/nano/broken/misaligned/seed0/model.json").exists()
 
 
-def test_batch_api_switch_sends_sampling_and_judging_as_batches(tmp_path, server):
+def test_batch_api_switch_sends_sampling_and_judging_as_batches(tmp_path, filterless_server):
+    server = filterless_server
     workdir = copy_workflow(tmp_path / "workflow")
     config = openai_config(workdir, batch_api=True)
     snakemake("--cores", "2", "results/quickstart/tables/variants.tsv", "--configfile", config, cwd=workdir, env=api_env(server))
     stats = call(server, "/_test/stats")
     assert stats["batches_created"] > 0
     assert not any("chat" in endpoint for endpoint in stats["requests"])  # nothing sent one by one
+    # The server ignores the metadata filter: each variant still gets (and is scored with) its own job.
+    models = [json.loads((workdir / f"results/quickstart/models/nano/trivia/{stage}/seed0/model.json").read_text()) for stage in ("misaligned", "realigned")]
+    assert stats["jobs_created"] == 2 and models[1]["base"] == models[0]["model"] != models[1]["model"]
     table = (workdir / "results/quickstart/tables/variants.tsv").read_text().splitlines()
     assert len(table) == 1 + 3

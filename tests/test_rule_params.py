@@ -94,3 +94,8 @@ def test_wildcards_match_configured_values_only():
         result = snakemake("-n", target, "--configfile", "config/quickstart.yaml", check=False)
         assert result.returncode != 0, target
         assert "No rule to produce" in result.stdout + result.stderr
+
+
+def test_runs_on_the_workflows_tiny_models_carry_a_warning(quickstart, paper):
+    assert "meaningless" in emconfig.toy_note(quickstart)
+    assert emconfig.toy_note(paper) is None

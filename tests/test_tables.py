@@ -139,9 +139,10 @@ def test_battery_figures_are_written(tmp_path, battery_tables):
     variants, formats, foundations = battery_tables
     columns = ["harmfulness", "intentions", "selfassessment"]
     correlations = spearman_table(variants, list(itertools.combinations(columns, 2)))
-    figures_battery.scatter_matrix(variants, correlations, columns, tmp_path / "scatter.pdf")
-    figures_battery.selfassessment_by_format(formats, tmp_path / "formats.pdf")
-    figures_battery.mfq_profiles(foundations, tmp_path / "mfq.pdf")
+    options = dict(note="Quickstart: these numbers are meaningless", ci=0.9)
+    figures_battery.scatter_matrix(variants, correlations, columns, tmp_path / "scatter.pdf", **options)
+    figures_battery.selfassessment_by_format(formats, tmp_path / "formats.pdf", **options)
+    figures_battery.mfq_profiles(foundations, tmp_path / "mfq.pdf", **options)
     for name in ("scatter", "formats", "mfq"):
         assert (tmp_path / f"{name}.pdf").read_bytes().startswith(b"%PDF")
 

@@ -47,7 +47,7 @@ def copy_workflow(dest: Path) -> Path:
     import shutil
 
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "workflow", "config", "resources", "envs", "profiles"):
+    for name in ("Snakefile", "workflow", "config", "resources", "envs", "profiles", "slurm"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, dest / name)

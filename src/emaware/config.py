@@ -264,6 +264,13 @@ def training_hparams(config: dict, size: str, seed: int) -> dict:
     return {**config["training"].get(spec["backend"], {}), **spec.get("training", {}), "seed": seed}
 
 
+def toy_note(config: dict) -> str | None:
+    """The warning every figure and caption of a run on the workflow's own tiny models carries."""
+    if all(tiny_model_name(spec["model"]) for spec in config["sizes"].values()):
+        return "Quickstart: tiny random-weight models built by the workflow: these numbers are meaningless"
+    return None
+
+
 def tiny_model_name(model: str) -> str | None:
     """The name of a workflow-built tiny model, or None for a hub id / ordinary path."""
     if model.startswith(TINY_MODELS):

@@ -197,27 +197,32 @@ def plan(config: dict, datasets: Datasets | None = None) -> list[Estimate]:
     return estimates
 
 
+RULE_WIDTH, LABEL_WIDTH = len("total sample_generate"), 44
+
+
 def format_table(estimates: list[Estimate], budget: float | None, by_target: bool = False) -> str:
     """Per rule: one line per model (or per job with `by_target`), then the rule's total; the grand total."""
-    header = f"{'rule':<16} {'model' if not by_target else 'target':<44} {'jobs':>5} {'input tokens':>15} {'output tokens':>15} {'USD':>10}"
+    label = "target (model)" if by_target else "model"
+    header = f"{'rule':<{RULE_WIDTH}} {label:<{LABEL_WIDTH}} {'jobs':>5} {'input tokens':>15} {'output tokens':>15} {'USD':>10}"
     lines = [header, "-" * len(header)]
     for rule in (r for r in RULES if any(e.rule == r for e in estimates)):
         chosen = [e for e in estimates if e.rule == rule]
         groups: dict[str, list[Estimate]] = defaultdict(list)
         for e in chosen:
             groups[f"{e.target} ({e.model})" if by_target else e.model].append(e)
-        for label, group in groups.items():
-            lines.append(_row(rule, label, group))
+        lines += [_row(rule, name, group) for name, group in groups.items()]
         lines.append(_row(f"total {rule}", "", chosen))
+    note = "(an upper bound: answers at their token limit, no cache hits)"
     total = f"{sum(e.usd for e in estimates):,.2f}"
-    lines.append(f"{'TOTAL':<16} {'(an upper bound: answers at their token limit, no cache hits)':<{len(header) - 27}} {total:>10}")
+    lines.append(f"{'TOTAL':<{RULE_WIDTH}} {note:<{len(header) - RULE_WIDTH - 13}} {total:>10}")
     lines.append(f"budget ({BUDGET_KEY}): " + ("none" if budget is None else f"${budget:,.2f}"))
     return "\n".join(lines)
 
 
 def _row(rule: str, label: str, group: list[Estimate]) -> str:
-    inputs, outputs, usd = (sum(e.input_tokens for e in group), sum(e.output_tokens for e in group), sum(e.usd for e in group))
-    return f"{rule:<16} {label:<44} {len(group):>5} {inputs:>15,} {outputs:>15,} {usd:>10,.2f}"
+    inputs, outputs = sum(e.input_tokens for e in group), sum(e.output_tokens for e in group)
+    usd = sum(e.usd for e in group)
+    return f"{rule:<{RULE_WIDTH}} {label:<{LABEL_WIDTH}} {len(group):>5} {inputs:>15,} {outputs:>15,} {usd:>10,.2f}"
 
 
 def footer(config: dict, datasets: Datasets) -> str:

@@ -50,7 +50,8 @@ def inverted_v_figure(
 ) -> plt.Figure:
     """A panel per size, a line per domain over the stages (mean over seeds; error bars = mean CI bounds).
 
-    The base variant is shared by every domain, so each domain's line starts at the same point.
+    The base variant is shared by every domain, so each domain's line starts at the same value (the series
+    of a panel are drawn a little apart, so that their error bars stay visible).
     """
     sizes = list(dict.fromkeys(table["size"]))
     domains = domains_of(table)
@@ -78,7 +79,7 @@ def inverted_v_figure(
     seeds = table.groupby(["size", "domain", "stage"]).size()
     footer = [
         f"points: mean over seeds ({span(seeds)} per point); error bars: {ci * 100:g}% percentile bootstrap CI "
-        f"over {CI_UNITS.get(score, 'prompts')} (mean of the seeds' bounds)",
+        f"over {CI_UNITS[score]} (mean of the seeds' bounds)",
         f"N = {span(table.get(f'{score}_prompts'))} prompts per variant; {missing_ci(points, without_ci, f'{score}_ci_note')}",
     ]
     legend = [proxy(d, d in drawn, color=f"C{n}", marker="o") for n, d in enumerate(domains)]
@@ -106,11 +107,16 @@ def summarise(
     rows: pd.DataFrame, by: str, order: Sequence[str], columns: Sequence[str], counts: Iterable[str] = ()
 ) -> pd.DataFrame:
     """Per level of `by` in `order` (a row of NaN where the table has none): the mean of `columns` over the
-    rows (sizes, seeds), the sum of the `counts` columns, and `variants`, the number of rows. A column the
-    table lacks reads as NaN."""
+    rows (sizes, seeds) and, as `<column> scored`, how many rows have a value; the sum of the `counts`
+    columns; `variants`, the number of rows. A column the table lacks reads as NaN."""
     columns, counts = list(columns), list(counts)
     grouped = rows.reindex(columns=list(dict.fromkeys([by, *columns, *counts]))).groupby(by)
-    parts = [grouped[columns].mean(), grouped[counts].sum(), grouped.size().rename("variants")]
+    parts = [
+        grouped[columns].mean(),
+        grouped[columns].count().add_suffix(" scored"),
+        grouped[counts].sum(),
+        grouped.size().rename("variants"),
+    ]
     return pd.concat(parts, axis=1).reindex(order)
 
 
@@ -153,18 +159,22 @@ def count_text(rows: pd.DataFrame, counts: Mapping[str, str]) -> str:
 
 
 def gaps(label: str, summary: pd.DataFrame, value: str, counts: Mapping[str, str], why: str = "nothing scored") -> str | None:
-    """ "<label>: no data [at <categories>] (<counts>)" for the categories of `summary` without a `value`
-    (`why` when no count explains it, "not in the table" where no row exists); None when nothing is missing."""
-    missing = summary[summary[value].isna()]
-    if missing.empty:
-        return None
-    scored = missing["variants"].fillna(0) > 0
+    """What the series `value` of `summary` lacks, as "<label>: no data at <categories> (<counts>, or `why`
+    when no count explains it)", "no data at <categories> (not in the table)" where no row exists, and "mean
+    of k of n variants at <categories>" where fewer variants have a value than exist; None if nothing lacks."""
+    variants, scored, empty = summary["variants"].fillna(0), summary[f"{value} scored"], summary[value].isna()
+
+    def where(rows: pd.Series) -> str:
+        return "" if rows.all() else " at " + ", ".join(map(str, summary.index[rows]))
+
     parts = []
-    for part, detail in ((missing[scored], count_text(missing[scored], counts) or why), (missing[~scored], "not in the table")):
-        if not part.empty:
-            where = "" if len(part) == len(summary) else "at " + ", ".join(map(str, part.index)) + " "
-            parts.append(f"{where}({detail})")
-    return f"{label}: {NO_DATA} " + "; ".join(parts)
+    if (rows := empty & (variants > 0)).any():
+        parts.append(f"{NO_DATA}{where(rows)} ({count_text(summary[rows], counts) or why})")
+    if (rows := empty & (variants == 0)).any():
+        parts.append(f"{NO_DATA}{where(rows)} (not in the table)")
+    if (rows := ~empty & (scored < variants)).any():
+        parts.append(f"mean of {span(scored[rows])} of {span(variants[rows])} variants{where(rows)}")
+    return f"{label}: " + "; ".join(parts) if parts else None
 
 
 def panel_notes(ax: plt.Axes, notes: Iterable[str | None], empty: bool) -> None:
@@ -184,11 +194,11 @@ def panel_notes(ax: plt.Axes, notes: Iterable[str | None], empty: bool) -> None:
 def wrap(text: str, inches: float, points: float) -> str:
     """`text` broken into lines that fit `inches` at a font size of `points`."""
     chars = max(12, int(inches * 72 / (points * CHAR_EM)))
-    return "\n".join(textwrap.fill(line, chars) for line in text.splitlines())
+    return "\n".join(textwrap.fill(line, chars, break_on_hyphens=False) for line in text.splitlines())
 
 
 def span(values: Iterable[float] | None) -> str:
-    """ "12" or "10–12": the range of integer counts, or "unknown" when there are none."""
+    """The range of integer counts, as "12" or "10–12"; "unknown" when there are none."""
     values = pd.Series(values, dtype=float).dropna()
     if values.empty:
         return "unknown"

@@ -127,7 +127,7 @@ def _diagonal(ax: plt.Axes, table: pd.DataFrame, column: str) -> None:
 
 
 def _unscored(table: pd.DataFrame, column: str) -> str | None:
-    """ "<column>: no data for k variants (<counts>)", or None when every variant has the score."""
+    """Which variants lack the score and why, as "<column>: no data for k variants (<counts>)"; None if none."""
     rows = table[table[column].isna()]
     if rows.empty:
         return None

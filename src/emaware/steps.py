@@ -189,25 +189,46 @@ def spearman(table: str, correlations: str, columns: list[str], seed: int, ci: f
         result.to_csv(handle, sep="\t", index=False)
 
 
-def inverted_v(table: str, figure: str) -> None:
+def _figure_options(config: dict) -> dict:
+    """What every figure prints beside its data: the CI level, and the quickstart's warning."""
+    from .config import toy_note
+
+    return {"note": toy_note(config), "ci": config["analysis"]["ci"]}
+
+
+def inverted_v(table: str, figure: str, config: dict) -> None:
     from .figures import inverted_v as plot
 
-    plot(pd.read_csv(table, sep="\t"), figure)
+    plot(pd.read_csv(table, sep="\t"), figure, **_figure_options(config))
 
 
-def scatter_matrix(table: str, correlations: str, figure: str, columns: list[str]) -> None:
+def scatter_matrix(table: str, correlations: str, figure: str, columns: list[str], config: dict) -> None:
     from .figures_battery import scatter_matrix as plot
 
-    plot(pd.read_csv(table, sep="\t"), pd.read_csv(correlations, sep="\t"), columns, figure)
+    plot(pd.read_csv(table, sep="\t"), pd.read_csv(correlations, sep="\t"), columns, figure, **_figure_options(config))
 
 
-def selfassessment_formats(table: str, figure: str) -> None:
+def selfassessment_formats(table: str, figure: str, config: dict) -> None:
     from .figures_battery import selfassessment_by_format
 
-    selfassessment_by_format(pd.read_csv(table, sep="\t"), figure)
+    selfassessment_by_format(pd.read_csv(table, sep="\t"), figure, **_figure_options(config))
 
 
-def mfq2_profiles(table: str, figure: str) -> None:
+def mfq2_profiles(table: str, figure: str, config: dict) -> None:
     from .figures_battery import mfq_profiles
 
-    mfq_profiles(pd.read_csv(table, sep="\t"), figure)
+    mfq_profiles(pd.read_csv(table, sep="\t"), figure, **_figure_options(config))
+
+
+def answers(table: str, samples: list[str], judgments: list[str], judged: list[dict], assessments: list[str], page: str, config: dict) -> None:
+    """The report's answer browser: every variant's scores, then its top-rated answers per judged assessment
+    (`judged` names the variant and assessment of each samples/judgments pair, in page order)."""
+    from .report_pages import answers_page, top_answers
+
+    sections = (
+        (item["variant"], item["assessment"], top_answers(read_jsonl(s), read_jsonl(j)))
+        for item, s, j in zip(judged, samples, judgments, strict=True)
+    )
+    title = f"Answers of run {config['run']} (judge: {config['judge']['name']})"
+    with atomic_write(page) as handle:
+        handle.write(answers_page(pd.read_csv(table, sep="\t"), assessments, sections, title))

@@ -1,10 +1,31 @@
+from emaware.report_pages import TOP_K
+
+# Every figure and table is a report item (`snakemake --report`) with its caption under workflow/report/.
+CAPTIONS = "../report"
+# The answer browser's sections: each variant's judged assessments, in variant order.
+JUDGED = [
+    (v, name)
+    for v in VARIANTS
+    for name in RUN_ASSESSMENTS
+    if ASSESSMENTS[name].needs_judge
+]
+ANSWERS = results("report/answers.html")
+
+
 rule analysis_table:
     """One row per variant with every score, its CI and what could not be scored; a table per breakdown."""
     input:
         scores=get_score_records,
     output:
-        table=results("tables/variants.tsv"),
-        breakdowns=BREAKDOWN_TABLES,
+        table=report(
+            results("tables/variants.tsv"),
+            caption=f"{CAPTIONS}/variants.rst",
+            category="Tables",
+        ),
+        breakdowns=[
+            report(path, caption=f"{CAPTIONS}/breakdowns.rst", category="Tables")
+            for path in BREAKDOWN_TABLES
+        ],
     log:
         logs("analysis_table/variants.log"),
     conda:
@@ -21,7 +42,11 @@ rule analysis_spearman:
     input:
         table=results("tables/variants.tsv"),
     output:
-        correlations=results("stats/spearman.tsv"),
+        correlations=report(
+            results("stats/spearman.tsv"),
+            caption=f"{CAPTIONS}/spearman.rst",
+            category="Correlations",
+        ),
     log:
         logs("analysis_spearman/spearman.log"),
     conda:
@@ -42,7 +67,11 @@ rule analysis_inverted_v:
     input:
         table=results("tables/variants.tsv"),
     output:
-        figure=results("figures/inverted_v.pdf"),
+        figure=report(
+            results("figures/inverted_v.pdf"),
+            caption=f"{CAPTIONS}/inverted_v.rst",
+            category="Figures",
+        ),
     log:
         logs("analysis_inverted_v/inverted_v.log"),
     conda:
@@ -60,7 +89,11 @@ rule analysis_scatter_matrix:
         table=results("tables/variants.tsv"),
         correlations=results("stats/spearman.tsv"),
     output:
-        figure=results("figures/scatter_matrix.pdf"),
+        figure=report(
+            results("figures/scatter_matrix.pdf"),
+            caption=f"{CAPTIONS}/scatter_matrix.rst",
+            category="Figures",
+        ),
     log:
         logs("analysis_scatter_matrix/scatter_matrix.log"),
     conda:
@@ -79,7 +112,11 @@ rule analysis_selfassessment_formats:
     input:
         table=results("tables/by_format.tsv"),
     output:
-        figure=results("figures/selfassessment_formats.pdf"),
+        figure=report(
+            results("figures/selfassessment_formats.pdf"),
+            caption=f"{CAPTIONS}/selfassessment_formats.rst",
+            category="Figures",
+        ),
     log:
         logs("analysis_selfassessment_formats/selfassessment_formats.log"),
     conda:
@@ -96,7 +133,11 @@ rule analysis_mfq2_profiles:
     input:
         table=results("tables/by_foundation.tsv"),
     output:
-        figure=results("figures/mfq2_profiles.pdf"),
+        figure=report(
+            results("figures/mfq2_profiles.pdf"),
+            caption=f"{CAPTIONS}/mfq2_profiles.rst",
+            category="Figures",
+        ),
     log:
         logs("analysis_mfq2_profiles/mfq2_profiles.log"),
     conda:
@@ -106,3 +147,29 @@ rule analysis_mfq2_profiles:
         **LIGHT,
     script:
         "../scripts/analysis_mfq2_profiles.py"
+
+
+rule analysis_answers:
+    """The answer browser: every variant's scores, then per judged assessment its top-rated answers."""
+    input:
+        table=results("tables/variants.tsv"),
+        samples=[results(f"samples/{v.path}/{name}.jsonl") for v, name in JUDGED],
+        judgments=[
+            results(f"judgments/{v.path}/{name}.{config['judge']['name']}.jsonl")
+            for v, name in JUDGED
+        ],
+    output:
+        page=report(ANSWERS, caption=f"{CAPTIONS}/answers.rst", category="Answers"),
+    log:
+        logs("analysis_answers/answers.log"),
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
+    params:
+        judged=[{"variant": v.as_dict(), "assessment": name} for v, name in JUDGED],
+        assessments=RUN_ASSESSMENTS,
+        top_k=TOP_K,
+    script:
+        "../scripts/analysis_answers.py"

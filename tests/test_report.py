@@ -1,0 +1,158 @@
+"""The Snakemake report as a researcher sees it: the answer browser's page (unit tests) and the quickstart's
+`snakemake --report` opened in headless Chromium (e2e)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from emaware.report_pages import TOP_K, answers_page, top_answers
+from workflow_helpers import copy_workflow, snakemake
+
+SCRIPT = "<script>alert(1)</script>"
+BASE = {"size": "tiny-s", "domain": "all", "stage": "base", "seed": 0}
+
+
+def sample(id: str, number: int, completion: str, question: str = "What do you think?") -> dict:
+    return {"id": id, "sample": number, "messages": [{"role": "user", "content": question}], "completion": completion, "meta": {}, "seed": 0}
+
+
+def rated(id: str, number: int, rating: float | None) -> dict:
+    return {"id": id, "sample": number, "judge": "tiny", "rating": rating}
+
+
+def labelled(id: str, number: int, misaligned: float | None) -> dict:
+    if misaligned is None:  # the judge put too little mass on the label tokens
+        return {"id": id, "sample": number, "judge": "tiny", "label": None, "probs": {}}
+    probs = {"aligned": 1 - misaligned, "misaligned": misaligned, "unclear": 0.0}
+    return {"id": id, "sample": number, "judge": "tiny", "label": max(probs, key=probs.get), "probs": probs}
+
+
+def page(sections, table=None) -> str:
+    table = pd.DataFrame([{**BASE, "harmfulness": 0.25, "harmfulness_ci_lo": 0.1, "harmfulness_ci_hi": 0.4, "harmfulness_n": 12}]) if table is None else table
+    return answers_page(table, ["harmfulness"], sections, "Answers")
+
+
+def test_top_answers_are_the_highest_ratings_first_without_the_unscored():
+    samples = [sample("p1", 0, "a"), sample("p1", 1, "b"), sample("p2", 0, "c"), sample("p3", 0, "d")]
+    judgments = [rated("p1", 0, 2.0), rated("p1", 1, 4.5), rated("p2", 0, None), rated("p3", 0, 3.0)]
+    top = top_answers(samples, judgments, k=2)
+    assert [(s["completion"], j["rating"]) for s, j in top] == [("b", 4.5), ("d", 3.0)]
+    assert [s["completion"] for s, _ in top_answers(samples, judgments)] == ["b", "d", "a"]  # the unrated one is left out
+
+
+def test_ties_keep_a_fixed_order():
+    samples = [sample("p2", 0, "x"), sample("p1", 1, "y"), sample("p1", 0, "z")]
+    judgments = [rated("p2", 0, 3.0), rated("p1", 1, 3.0), rated("p1", 0, 3.0)]
+    assert [s["completion"] for s, _ in top_answers(samples, judgments)] == ["z", "y", "x"]
+
+
+def test_label_assessments_rank_by_the_misaligned_probability():
+    samples = [sample(f"q{i}", 0, f"answer {i}") for i in range(4)]
+    judgments = [labelled("q0", 0, 0.2), labelled("q1", 0, 0.9), labelled("q2", 0, None), labelled("q3", 0, 0.6)]
+    top = top_answers(samples, judgments)
+    assert [s["id"] for s, _ in top] == ["q1", "q3", "q0"]
+    text = page([(BASE, "intentions", top)])
+    assert "misaligned (aligned 0.10, misaligned 0.90, unclear 0.00)" in text
+    assert text.index("answer 1") < text.index("answer 3") < text.index("answer 0")
+
+
+def test_only_the_top_k_are_shown():
+    samples = [sample(f"p{i}", 0, f"answer {i}") for i in range(TOP_K + 3)]
+    judgments = [rated(f"p{i}", 0, 1 + i / 2) for i in range(TOP_K + 3)]
+    assert len(top_answers(samples, judgments)) == TOP_K
+
+
+def test_answers_prompts_and_names_are_escaped():
+    top = top_answers([sample("p<1>", 0, f"Sure: {SCRIPT}", question=f"Say {SCRIPT}")], [rated("p<1>", 0, 5.0)])
+    text = page([({**BASE, "domain": "<b>"}, "harmfulness", top)])
+    assert SCRIPT not in text and "<b>" not in text
+    assert "Sure: &lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "Say &lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<script" not in text.lower()  # the page runs nothing
+
+
+def test_page_lists_every_variant_with_its_scores_and_links_to_its_answers():
+    table = pd.DataFrame(
+        [
+            {**BASE, "harmfulness": 0.25, "harmfulness_ci_lo": 0.1, "harmfulness_ci_hi": 0.4, "harmfulness_n": 12},
+            {**BASE, "domain": "trivia", "stage": "misaligned", "harmfulness": 0.5, "harmfulness_ci_lo": None, "harmfulness_ci_hi": None, "harmfulness_n": 1},
+            {**BASE, "domain": "trivia", "stage": "realigned", "harmfulness": None, "harmfulness_ci_lo": None, "harmfulness_ci_hi": None, "harmfulness_n": 0},
+        ]
+    )
+    text = page([(BASE, "harmfulness", [])], table)
+    assert "0.25 [0.10–0.40] N=12" in text and "0.50 [no CI] N=1" in text and "no score" in text
+    assert "href='#variant-tiny-s-all-base-seed0'" in text and "id='variant-tiny-s-all-base-seed0'" in text
+    assert "No answer the judge could score." in text
+
+
+# --- the report in a browser -------------------------------------------------------------------------
+
+QUICKSTART = "config/quickstart.yaml"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(*args: str, profile: Path) -> str:
+    """Headless Chromium with nothing that reaches the network (it would wait for it)."""
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=10000",
+    ]
+    result = subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.fixture
+def browser():
+    if CHROMIUM is None:
+        message = "chromium is not installed (apt-get install -y chromium): the report is not checked in a browser"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.mark.e2e
+def test_quickstart_report_shows_figures_tables_and_answers(browser, tmp_path):
+    workdir = copy_workflow(tmp_path / "workflow")
+    snakemake("--cores", "2", "--configfile", QUICKSTART, cwd=workdir)
+    snakemake("--report", "report.html", "--configfile", QUICKSTART, cwd=workdir)
+    report = workdir / "report.html"
+
+    # The report opens on the workflow description, with the quickstart's warning, and lists the categories.
+    dom = chromium("--dump-dom", report.as_uri(), profile=tmp_path / "profile")
+    assert "Emergent misalignment and self-awareness" in dom
+    assert "These numbers are meaningless" in dom
+    for category in ("Figures", "Tables", "Correlations", "Answers"):
+        assert re.search(rf">{category}<", dom), category
+    for name in ("inverted_v.pdf", "scatter_matrix.pdf", "selfassessment_formats.pdf", "mfq2_profiles.pdf", "variants.tsv", "answers.html"):
+        assert name in dom, name
+
+    # The answer browser as the report embeds it: the variants table, then each variant's rated answers.
+    answers = chromium("--dump-dom", (workdir / "results/quickstart/report/answers.html").as_uri(), profile=tmp_path / "profile")
+    scores = re.search(r"<table class=\"scores\">.*?</table>", answers, re.S)
+    assert scores and scores[0].count("<tr>") == 1 + 3  # header, base, misaligned, realigned
+    assert answers.count("<table class=\"answers\">") >= 3 * 3 - 3  # 3 variants x 3 judged assessments, some may be unscored
+    assert "rating " in answers and "<script" not in answers
+
+    screenshot = tmp_path / "report.png"
+    chromium(f"--screenshot={screenshot}", "--window-size=1400,1000", report.as_uri(), profile=tmp_path / "profile")
+    assert screenshot.stat().st_size > 0
+    if os.environ.get("EMAWARE_ARTEFACTS"):
+        artefacts = Path(os.environ["EMAWARE_ARTEFACTS"])
+        artefacts.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(screenshot, artefacts / "report.png")
