@@ -28,6 +28,7 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertica
 .text { white-space: pre-wrap; overflow-wrap: anywhere; font-family: ui-monospace, monospace; font-size: 0.9em; }
 .role { color: #666; font-weight: bold; }
 .note { color: #555; }
+.warning { color: #a00; font-weight: bold; }
 """
 
 
@@ -53,9 +54,13 @@ def top_answers(samples: list[dict], judgments: list[dict], k: int = TOP_K) -> l
     return scored[:k]
 
 
-def answers_page(table: pd.DataFrame, assessments: list[str], sections: Iterable[Section], title: str) -> str:
-    """The whole page: the scores of every variant of the variants table, then the `sections` in order."""
-    body = [f"<h1>{_esc(title)}</h1>", _intro(), "<h2 id='variants'>Variants and scores</h2>", _scores(table, assessments)]
+def answers_page(
+    table: pd.DataFrame, assessments: list[str], sections: Iterable[Section], title: str, k: int = TOP_K, note: str | None = None
+) -> str:
+    """The whole page: the scores of every variant of the variants table, then the `sections` (top `k` each)
+    in order; `note`, a warning on top (config.toy_note)."""
+    warning = [f"<p class='warning'>{_esc(note)}</p>"] if note else []
+    body = [f"<h1>{_esc(title)}</h1>", *warning, _intro(k), "<h2 id='variants'>Variants and scores</h2>", _scores(table, assessments)]
     shown = None
     for variant, assessment, answers in sections:
         if variant != shown:
@@ -67,10 +72,10 @@ def answers_page(table: pd.DataFrame, assessments: list[str], sections: Iterable
     return f"<!DOCTYPE html>\n<html><head>{head}</head><body>\n" + "\n".join(body) + "\n</body></html>\n"
 
 
-def _intro() -> str:
+def _intro(k: int) -> str:
     return (
         "<p class='note'>Model answers, possibly harmful, shown as text. Per variant and judged assessment, the "
-        f"{TOP_K} answers the judge rated most misaligned: harmfulness by the expected rating (1–5), the label "
+        f"{k} answers the judge rated most misaligned: harmfulness by the expected rating (1–5), the label "
         "assessments by the probability of the misaligned label. Answers the judge could not score are left out.</p>"
     )
 

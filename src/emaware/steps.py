@@ -4,6 +4,7 @@ so every step can be tested without Snakemake."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -78,14 +79,39 @@ def data_summary(provenance: list[str], stats: list[str], summary: str) -> None:
     write_summary(summary, summary_table(provenance, stats))
 
 
-def model_base(backend: str, model: str, handle: str) -> None:
-    write_json(handle, get_backend(backend).base_handle(model))
+def model_download(repo: str, revision: str, snapshot: str, config: dict) -> None:
+    from .weights import fetch
+
+    record = fetch(repo, revision, config["weights_dir"], snapshot)
+    log.info("%s@%s: commit %s in %s", repo, revision, record["commit"], record["path"])
+
+
+def _records(files: str | list) -> list[str]:
+    """A rule input that is a file or an empty list (the model is not downloaded)."""
+    return [files] if isinstance(files, str) else list(files)
+
+
+def _base_handle(backend: str, model: str, snapshot: str | list) -> dict:
+    from .weights import local_handle
+
+    records = _records(snapshot)
+    return local_handle(backend, records[0]) if records else get_backend(backend).base_handle(model)
+
+
+def _hub_offline() -> None:
+    """Jobs that load models read local copies only (compute nodes may have no internet)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def model_base(backend: str, model: str, handle: str, snapshot: str | list = ()) -> None:
+    write_json(handle, _base_handle(backend, model, snapshot))
 
 
 def finetune(parent: str, data: str, handle: str, backend: str, hparams: dict, tag: str, size: str, config: dict) -> None:
     parent_handle = read_json(parent)
     if parent_handle["backend"] != backend:
         raise UserError(f"{parent}: the parent model is on backend {parent_handle['backend']!r}, this size trains on {backend!r}")
+    _hub_offline()
     hparams = {**hparams, **rule_params.training_speed(config, size)}
     trained = get_backend(backend, rule_params.execution(config, backend)).train(
         parent_handle, Path(data), hparams, Path(handle).parent, tag
@@ -100,6 +126,7 @@ def prompts_build(assessment: str, settings: dict, prompts: str) -> None:
 
 
 def sample_generate(model: str, prompts: str, samples: str, sampling: dict, config: dict) -> None:
+    _hub_offline()
     handle = read_json(model)
     rows = read_jsonl(prompts)
     backend = get_backend(handle["backend"], rule_params.execution(config, handle["backend"]))
@@ -120,6 +147,7 @@ def sample_generate(model: str, prompts: str, samples: str, sampling: dict, conf
 
 def sample_logprobs(assessment: str, model: str, prompts: str, logprobs: str, top_k: int, config: dict) -> None:
     """Next-token log-probabilities of the model under test for an assessment's closed-format prompts."""
+    _hub_offline()
     handle = read_json(model)
     rows, candidates = ASSESSMENTS[assessment].logprob_requests(read_jsonl(prompts))
     backend = get_backend(handle["backend"], rule_params.execution(config, handle["backend"]))
@@ -127,14 +155,17 @@ def sample_logprobs(assessment: str, model: str, prompts: str, logprobs: str, to
     write_jsonl(logprobs, ({"id": row["id"], "logprobs": lp} for row, lp in zip(rows, results)))
 
 
-def judge_rate(assessment: str, samples: str, judge_prompt: str, judgments: str, judge: dict, config: dict) -> None:
+def judge_rate(
+    assessment: str, samples: str, judge_prompt: str, judgments: str, judge: dict, config: dict, judge_snapshot: str | list = ()
+) -> None:
     """Judge every sample: a 1–5 expected rating (harmfulness) or a pole label (intentions, self-assessment)."""
     from .classify import judge_categorical, load_classifier
     from .judge import judge_samples, load_judge_prompt
 
     module = ASSESSMENTS[assessment]
     backend = get_backend(judge["backend"], rule_params.execution(config, judge["backend"]))
-    judge_model = backend.base_handle(judge["model"])
+    _hub_offline()
+    judge_model = _base_handle(judge["backend"], judge["model"], judge_snapshot)
     batch_size = config["judge"]["batch_size"]  # speed only: not a param
     options = dict(top_k=judge["top_logprobs"], min_mass=judge["min_mass"], batch_size=batch_size, judge_name=judge["name"])
     rows = read_jsonl(samples)
@@ -220,15 +251,19 @@ def mfq2_profiles(table: str, figure: str, config: dict) -> None:
     mfq_profiles(pd.read_csv(table, sep="\t"), figure, **_figure_options(config))
 
 
-def answers(table: str, samples: list[str], judgments: list[str], judged: list[dict], assessments: list[str], page: str, config: dict) -> None:
-    """The report's answer browser: every variant's scores, then its top-rated answers per judged assessment
+def answers(
+    table: str, samples: list[str], judgments: list[str], judged: list[dict], assessments: list[str], top_k: int, page: str, config: dict
+) -> None:
+    """The report's answer browser: every variant's scores, then its `top_k` answers per judged assessment
     (`judged` names the variant and assessment of each samples/judgments pair, in page order)."""
+    from .config import toy_note
     from .report_pages import answers_page, top_answers
 
     sections = (
-        (item["variant"], item["assessment"], top_answers(read_jsonl(s), read_jsonl(j)))
+        (item["variant"], item["assessment"], top_answers(read_jsonl(s), read_jsonl(j), top_k))
         for item, s, j in zip(judged, samples, judgments, strict=True)
     )
     title = f"Answers of run {config['run']} (judge: {config['judge']['name']})"
+    text = answers_page(pd.read_csv(table, sep="\t"), assessments, sections, title, k=top_k, note=toy_note(config))
     with atomic_write(page) as handle:
-        handle.write(answers_page(pd.read_csv(table, sep="\t"), assessments, sections, title))
+        handle.write(text)

@@ -4,7 +4,7 @@ import sys
 
 from emaware import UserError
 from emaware import config as emconfig
-from emaware import rule_params
+from emaware import rule_params, weights
 from emaware.assessments import ASSESSMENTS, BREAKDOWNS
 from emaware.data import domain_size, stage_dataset
 from snakemake.utils import update_config
@@ -29,8 +29,10 @@ if emconfig.uses_openai(config) and "OPENAI_API_KEY" in os.environ:
         "OPENAI_API_KEY",
 
 
-for warning in emconfig.warnings(config):
+for warning in emconfig.warnings(config) + weights.unpinned(config):
     print(f"config warning: {warning}", file=sys.stderr)
+
+DOWNLOADS = weights.downloads(config)
 
 RESULTS = emconfig.results_dir(config)
 
@@ -67,6 +69,7 @@ wildcard_constraints:
     judge=one_of([config["judge"]["name"]]),
     dataset=one_of(config["datasets"]),
     name="[A-Za-z0-9_.-]+",
+    download=one_of(DOWNLOADS) if DOWNLOADS else "^$",
 
 
 VARIANT = "{size}/{domain}/{stage}/seed{seed}"
@@ -76,6 +79,7 @@ LIGHT = dict(gpu=0, mem_mb=2000, runtime=15)
 
 # Rules that need the network (downloads) or are too small to be worth a cluster job.
 localrules:
+    model_download,
     data_fetch,
     data_summary,
     data_trainset,
@@ -111,6 +115,12 @@ def model_build_input(model):
     """The tiny model's files when `model` is one the workflow builds, else nothing."""
     name = emconfig.tiny_model_name(model)
     return [f"results/tinymodels/{name}/config.json"] if name else []
+
+
+def model_download_input(spec):
+    """The download record of a size's or the judge's hub model, or nothing."""
+    download = weights.download_of(spec)
+    return [weights.record_path(config, download)] if download else []
 
 
 def size_spec(wildcards):

@@ -1,7 +1,26 @@
+rule model_download:
+    """A hub model at its configured revision, into weights_dir, with the commit it resolved to (head node)."""
+    output:
+        snapshot=f"{config['weights_dir']}/{{download}}/snapshot.json",
+    log:
+        logs("model_download/{download}.log"),
+    conda:
+        "../../envs/models.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
+    params:
+        repo=lambda wc: DOWNLOADS[wc.download].repo,
+        revision=lambda wc: DOWNLOADS[wc.download].revision,
+    script:
+        "../scripts/model_download.py"
+
+
 rule model_base:
     """The untouched model of a size: a handle, shared by every domain."""
     input:
         built=lambda wc: model_build_input(size_spec(wc)["model"]),
+        snapshot=lambda wc: model_download_input(size_spec(wc)),
     output:
         handle=results("models/{size}/all/base/seed{seed}/model.json"),
     log:

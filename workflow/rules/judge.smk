@@ -5,6 +5,7 @@ rule judge_rate:
         judge_prompt=get_judge_prompt,
         prompts=results("prompts/{assessment}.jsonl"),
         judge_model=model_build_input(config["judge"]["model"]),
+        judge_snapshot=model_download_input(config["judge"]),
     output:
         judgments=results(f"judgments/{VARIANT}/{{assessment}}.{{judge}}.jsonl"),
     log:

@@ -59,8 +59,9 @@ class Backend(ABC):
         """
 
     def snapshot(self, model: Handle) -> str:
-        """The exact model that answered (for judgment files)."""
-        return str(model["model"]) + "".join(f"+{Path(a).name}" for a in model.get("adapters", []))
+        """The exact model that answered (for judgment files): a downloaded model by hub id and commit."""
+        name = f"{model['hub_id']}@{model['revision']}" if "hub_id" in model else str(model["model"])
+        return name + "".join(f"+{Path(a).name}" for a in model.get("adapters", []))
 
 
 def get_backend(name: str, settings: dict[str, Any] | None = None) -> Backend:
