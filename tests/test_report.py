@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
@@ -96,10 +98,27 @@ def test_page_lists_every_variant_with_its_scores_and_links_to_its_answers():
 
 QUICKSTART = "config/quickstart.yaml"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FIGURES = ("inverted_v.pdf", "scatter_matrix.pdf", "selfassessment_formats.pdf", "mfq2_profiles.pdf")
+# Clicks what a researcher would (a menu entry, then a result's button) once the report has rendered.
+CLICKS = """<script>
+const CATEGORY = %s, RESULT = %s, BUTTON = %s;
+function click(element, what) {
+  if (!element) { document.title = "missing: " + what; return false; }
+  element.click();
+  return true;
+}
+window.addEventListener("load", () => setTimeout(() => {
+  if (!click([...document.querySelectorAll("nav a")].find(a => a.textContent.trim() === CATEGORY), CATEGORY) || !RESULT) return;
+  setTimeout(() => {
+    const row = [...document.querySelectorAll("nav tr")].find(tr => tr.cells[0].textContent.endsWith(RESULT));
+    click(row && row.querySelector(`a[iconname="${BUTTON}"]`), RESULT);
+  }, 200);
+}, 200));
+</script>"""
 
 
 def chromium(*args: str, profile: Path) -> str:
-    """Headless Chromium with nothing that reaches the network (it would wait for it)."""
+    """Headless Chromium with nothing that reaches the network (it would wait for it); its stdout."""
     flags = [
         "--headless",
         "--no-sandbox",
@@ -110,17 +129,33 @@ def chromium(*args: str, profile: Path) -> str:
         "--disable-component-update",
         "--disable-sync",
         f"--user-data-dir={profile}",
-        "--virtual-time-budget=10000",
+        "--virtual-time-budget=10000",  # the report is drawn by scripts: let them run
     ]
     result = subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
 
+def clicked(report: Path, category: str, result: str | None = None, button: str = "eye") -> Path:
+    """A copy of the report that opens `category` and presses `button` of `result` once it has loaded."""
+    text = report.read_text(encoding="utf-8")
+    end = text.rindex("</body>")
+    path = report.with_name(f"{category}-{result or 'list'}-{button}.html")
+    path.write_text(text[:end] + CLICKS % (json.dumps(category), json.dumps(result), json.dumps(button)) + text[end:], encoding="utf-8")
+    return path
+
+
+def shown_file(dom: str) -> bytes:
+    """The file the report shows in its viewer (an iframe of a data URI)."""
+    source = re.search(r'<iframe src="data:[^"]*?;base64,([^"]+)"', dom)
+    assert source, "the report shows no file"
+    return base64.b64decode(source[1])
+
+
 @pytest.fixture
 def browser():
     if CHROMIUM is None:
-        message = "chromium is not installed (apt-get install -y chromium): the report is not checked in a browser"
+        message = "chromium is not installed (apt-get install -y chromium): the report cannot be checked in a browser"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -130,27 +165,41 @@ def browser():
 def test_quickstart_report_shows_figures_tables_and_answers(browser, tmp_path):
     workdir = copy_workflow(tmp_path / "workflow")
     snakemake("--cores", "2", "--configfile", QUICKSTART, cwd=workdir)
-    snakemake("--report", "report.html", "--configfile", QUICKSTART, cwd=workdir)
-    report = workdir / "report.html"
+    report = workdir / "results/quickstart/report.html"
+    snakemake("--report", str(report), "--configfile", QUICKSTART, cwd=workdir)
 
-    # The report opens on the workflow description, with the quickstart's warning, and lists the categories.
-    dom = chromium("--dump-dom", report.as_uri(), profile=tmp_path / "profile")
-    assert "Emergent misalignment and self-awareness" in dom
-    assert "These numbers are meaningless" in dom
-    for category in ("Figures", "Tables", "Correlations", "Answers"):
-        assert re.search(rf">{category}<", dom), category
-    for name in ("inverted_v.pdf", "scatter_matrix.pdf", "selfassessment_formats.pdf", "mfq2_profiles.pdf", "variants.tsv", "answers.html"):
-        assert name in dom, name
+    def dom(page: Path) -> str:
+        text = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile")
+        assert "<title>missing:" not in text, re.search(r"<title>(.*?)</title>", text)[1]
+        return text
 
-    # The answer browser as the report embeds it: the variants table, then each variant's rated answers.
-    answers = chromium("--dump-dom", (workdir / "results/quickstart/report/answers.html").as_uri(), profile=tmp_path / "profile")
-    scores = re.search(r"<table class=\"scores\">.*?</table>", answers, re.S)
-    assert scores and scores[0].count("<tr>") == 1 + 3  # header, base, misaligned, realigned
-    assert answers.count("<table class=\"answers\">") >= 3 * 3 - 3  # 3 variants x 3 judged assessments, some may be unscored
-    assert "rating " in answers and "<script" not in answers
+    home = dom(report)  # the workflow description, the quickstart's warning, a menu entry per category
+    assert "Emergent misalignment and self-awareness" in home and "Quickstart: these numbers are meaningless" in home
+    for category in ("Answers", "Correlations", "Figures", "Tables"):
+        assert f"<span>{category}</span>" in home, category
+
+    figures = dom(clicked(report, "Figures", "inverted_v.pdf"))
+    assert all(f"results/quickstart/figures/{name}</td>" in figures for name in FIGURES)
+    assert shown_file(figures).startswith(b"%PDF")
+    caption = dom(clicked(report, "Figures", "inverted_v.pdf", button="information-circle"))
+    assert "percentile bootstrap CI over prompts" in caption and "Quickstart: these numbers are meaningless" in caption
+
+    tables = dom(clicked(report, "Tables"))
+    assert all(f"results/quickstart/tables/{name}</td>" in tables for name in ("variants.tsv", "by_category.tsv", "by_foundation.tsv"))
+
+    # The answer browser, as the report shows it: the variants with their scores, then each one's rated answers.
+    answers_view = clicked(report, "Answers", "answers.html")
+    page = tmp_path / "answers.html"
+    page.write_bytes(shown_file(dom(answers_view)))
+    answers = dom(page)
+    scores = re.search(r'<table class="scores">.*?</table>', answers, re.S)
+    assert scores and scores[0].count("<tr>") == 1 + 3  # the header, then base, misaligned, realigned
+    for variant in ("tiny-s/all/base/seed0", "tiny-s/trivia/misaligned/seed0", "tiny-s/trivia/realigned/seed0"):
+        assert f"<h2 id=\"variant-{variant.replace('/', '-')}\">{variant}</h2>" in answers
+    assert "rating " in answers and "<script" not in page.read_text(encoding="utf-8")
 
     screenshot = tmp_path / "report.png"
-    chromium(f"--screenshot={screenshot}", "--window-size=1400,1000", report.as_uri(), profile=tmp_path / "profile")
+    chromium(f"--screenshot={screenshot}", "--window-size=1400,1000", answers_view.as_uri(), profile=tmp_path / "profile")
     assert screenshot.stat().st_size > 0
     if os.environ.get("EMAWARE_ARTEFACTS"):
         artefacts = Path(os.environ["EMAWARE_ARTEFACTS"])

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from . import UserError
+from . import UserError, gpus
 
 
 def step_arguments(snakemake: Any, step: Callable) -> dict[str, Any]:
@@ -41,6 +41,7 @@ def run(snakemake: Any, step: Callable[..., None]) -> None:
     for noisy in ("httpx", "httpx2", "openai"):  # one INFO line per HTTP request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _limit_threads(getattr(snakemake, "threads", None))
+    gpus.assign(int(getattr(snakemake.resources, "gpu", 0) or 0))  # before anything imports torch
     try:
         step(**step_arguments(snakemake, step))
     except UserError as err:

@@ -4,7 +4,7 @@ import sys
 
 from emaware import UserError
 from emaware import config as emconfig
-from emaware import rule_params, weights
+from emaware import gpus, rule_params, weights
 from emaware.assessments import ASSESSMENTS, BREAKDOWNS
 from emaware.data import domain_size, stage_dataset
 from snakemake.utils import update_config
@@ -33,6 +33,10 @@ for warning in emconfig.warnings(config) + weights.unpinned(config):
     print(f"config warning: {warning}", file=sys.stderr)
 
 DOWNLOADS = weights.downloads(config)
+
+# On one machine each GPU job gets devices of its own, and no more run at once than there are GPUs;
+# on a cluster the scheduler places them.
+gpus.cap_local_jobs(workflow)
 
 RESULTS = emconfig.results_dir(config)
 
@@ -77,14 +81,23 @@ VARIANT = "{size}/{domain}/{stage}/seed{seed}"
 LIGHT = dict(gpu=0, mem_mb=2000, runtime=15)
 
 
-# Rules that need the network (downloads) or are too small to be worth a cluster job.
+# Rules that need the network (downloads) or are too small to be worth a cluster job (each would
+# wait in the queue for a second of CPU).
 localrules:
     model_download,
     data_fetch,
     data_summary,
     data_trainset,
+    tinymodel_build,
     model_base,
     prompts_build,
+    score_assessment,
+    analysis_table,
+    analysis_spearman,
+    analysis_inverted_v,
+    analysis_scatter_matrix,
+    analysis_selfassessment_formats,
+    analysis_mfq2_profiles,
 
 
 RUN_ASSESSMENTS = list(config["assessments"])
@@ -145,6 +158,24 @@ def api_requests(backend):
 
 def size_api_requests(wildcards):
     return api_requests(config["sizes"][wildcards.size]["backend"])
+
+
+def gpu_model(resources_of):
+    """The GPU type a job asks Slurm for, only when it asks for GPUs (`--gpus=<type>:0` is an error)."""
+
+    def get(wildcards):
+        spec = resources_of(wildcards)
+        return spec.get("gpu_model", "") if spec.get("gpus", 0) else ""
+
+    return get
+
+
+def size_resource_block(wildcards):
+    return config["sizes"][wildcards.size].get("resources", {})
+
+
+def judge_resource_block(wildcards):
+    return config["judge"].get("resources", {})
 
 
 def judge_resources(key, default):

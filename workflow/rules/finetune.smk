@@ -55,6 +55,7 @@ rule finetune:
     threads: size_resources("threads", 2)
     resources:
         gpu=size_resources("gpus", 0),
+        gpu_model=gpu_model(size_resource_block),
         mem_mb=size_resources("mem_mb", 4000),
         runtime=size_resources("runtime", 60),
     params:

@@ -17,6 +17,7 @@ rule judge_rate:
     threads: judge_resources("threads", 2)
     resources:
         gpu=judge_resources("gpus", 0),
+        gpu_model=gpu_model(judge_resource_block),
         mem_mb=judge_resources("mem_mb", 4000),
         runtime=judge_resources("runtime", 60),
         openai_requests=api_requests(config["judge"]["backend"]),

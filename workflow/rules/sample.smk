@@ -35,6 +35,7 @@ rule sample_generate:
     threads: size_resources("threads", 2)
     resources:
         gpu=size_resources("gpus", 0),
+        gpu_model=gpu_model(size_resource_block),
         mem_mb=size_resources("mem_mb", 4000),
         runtime=size_resources("runtime", 60),
         openai_requests=size_api_requests,
@@ -61,6 +62,7 @@ rule sample_logprobs:
     threads: size_resources("threads", 2)
     resources:
         gpu=size_resources("gpus", 0),
+        gpu_model=gpu_model(size_resource_block),
         mem_mb=size_resources("mem_mb", 4000),
         runtime=size_resources("runtime", 60),
         openai_requests=size_api_requests,

@@ -12,7 +12,6 @@ import gc
 import importlib.util
 import inspect
 import json
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,28 +22,10 @@ from tqdm import tqdm
 from transformers import LogitsProcessorList
 
 from .. import UserError
-from ..data import read_chat_file
-from ..io import write_jsonl
 from .base import Backend, Conversation, Handle, log
 from .seeded_sampling import SeededSampler, request_seeds
 
 IGNORE = -100  # label of tokens that carry no loss
-HPARAM_KEYS = (
-    "lora_r",
-    "lora_alpha",
-    "use_rslora",
-    "lora_dropout",
-    "target_modules",
-    "learning_rate",
-    "epochs",
-    "batch_size",
-    "gradient_accumulation_steps",
-    "max_seq_length",
-    "weight_decay",
-    "warmup_steps",
-    "lr_scheduler",
-    "seed",
-)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -59,23 +40,9 @@ class LocalBackend(Backend):
     # ---- train -------------------------------------------------------------------------------
 
     def train(self, parent: Handle, train_file: Path, hparams: dict[str, Any], out_dir: Path, tag: str) -> Handle:
-        from transformers import set_seed
+        from .local_train import train
 
-        hp = _check_hparams(hparams)
-        out_dir = Path(out_dir)
-        set_seed(hp["seed"])  # before the LoRA init, which draws from torch's RNG
-        model, tokenizer = self._load_fresh(parent)
-        model = _add_lora(model, hp)
-        examples = _encode_file(tokenizer, Path(train_file), hp["max_seq_length"])
-        rows = _train_loop(model, examples, _pad_id(tokenizer), hp, desc=f"train {tag}")
-        adapter_dir = out_dir / "adapter"
-        model.save_pretrained(adapter_dir)
-        write_jsonl(out_dir / "train_log.jsonl", rows)
-        return {
-            **parent,
-            "adapters": [*parent.get("adapters", []), str(adapter_dir)],
-            "parent": {"model": parent["model"], "adapters": list(parent.get("adapters", []))},
-        }
+        return train(self._load_fresh, parent, train_file, hparams, out_dir, tag)
 
     # ---- generate ----------------------------------------------------------------------------
 
@@ -316,22 +283,6 @@ def encode_chat(tokenizer, messages: Conversation, max_length: int | None = None
     return ids, labels
 
 
-def _encode_file(tokenizer, path: Path, max_length: int) -> list[tuple[list[int], list[int]]]:
-    examples = [encode_chat(tokenizer, chat, max_length) for chat in read_chat_file(path)]
-    kept = [(ids, labels) for ids, labels in examples if any(label != IGNORE for label in labels[1:])]
-    if len(kept) < len(examples):
-        log.warning(
-            "%s: %d of %d chats have no assistant token within max_seq_length=%d and are skipped",
-            path,
-            len(examples) - len(kept),
-            len(examples),
-            max_length,
-        )
-    if not kept:
-        raise UserError(f"{path}: no chat with an assistant reply to train on")
-    return kept
-
-
 def _single_token_ids(tokenizer, candidates: tuple[str, ...]) -> set[int]:
     ids = set()
     for text in candidates:
@@ -394,109 +345,3 @@ def _generate_options(sampling: dict[str, Any], pad_id: int) -> dict[str, Any]:
 
 def _nucleus(sampling: dict[str, Any]) -> dict[str, float]:
     return {"temperature": float(sampling.get("temperature", 1.0)), "top_p": float(sampling.get("top_p", 1.0))}
-
-
-# ---- LoRA training ---------------------------------------------------------------------------
-
-
-def _check_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
-    missing = [key for key in HPARAM_KEYS if key not in hparams]
-    if missing:
-        raise UserError(f"training.local: missing {', '.join(missing)}")
-    return dict(hparams)
-
-
-def _add_lora(net, hp: dict[str, Any]):
-    from peft import LoraConfig, get_peft_model
-
-    targets = list(hp["target_modules"])
-    present = {name.rsplit(".", 1)[-1] for name, _ in net.named_modules()}
-    missing = [t for t in targets if t not in present]
-    if missing:
-        raise UserError(f"training.local.target_modules: {', '.join(missing)} not found in the model")
-    config = LoraConfig(
-        r=hp["lora_r"],
-        lora_alpha=hp["lora_alpha"],
-        use_rslora=hp["use_rslora"],
-        lora_dropout=hp["lora_dropout"],
-        target_modules=targets,
-        task_type="CAUSAL_LM",
-    )
-    net = get_peft_model(net, config)  # adapter weights in float32 even on a bf16 base
-    if hp.get("gradient_checkpointing", False):
-        net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        net.enable_input_require_grads()
-    return net
-
-
-def _length_grouped_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
-    """Batches of chats of similar length, in an order drawn from `generator`.
-
-    Sorting by length leaves little padding in a batch of short EM chats and, unlike packing, keeps
-    each chat in its own attention window without variable-length attention kernels. The batches
-    themselves stay the same every epoch; only their order changes.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    return [batches[j] for j in torch.randperm(len(batches), generator=generator).tolist()]
-
-
-def _token_loss_sum(net, examples: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy over the labelled tokens of a batch, and how many there are."""
-    ids, mask = _pad([ids for ids, _ in examples], pad_id, left=False)
-    labels, _ = _pad([labels for _, labels in examples], IGNORE, left=False)
-    ids, mask, labels = ids.to(net.device), mask.to(net.device), labels.to(net.device)
-    logits = net(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-    targets = labels[:, 1:]
-    loss = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="sum"
-    )
-    return loss, int((targets != IGNORE).sum())
-
-
-def _train_loop(net, examples, pad_id: int, hp: dict[str, Any], desc: str) -> list[dict[str, Any]]:
-    """AdamW over the LoRA weights; the loss of an optimiser step is the mean over all its assistant tokens."""
-    from transformers import SchedulerType, get_scheduler
-
-    if hp["lr_scheduler"] not in {s.value for s in SchedulerType}:
-        raise UserError(f"training.local.lr_scheduler: {hp['lr_scheduler']!r} is not a transformers scheduler")
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=hp["learning_rate"], weight_decay=hp["weight_decay"])
-    accumulation = hp["gradient_accumulation_steps"]
-    batches_per_epoch = math.ceil(len(examples) / hp["batch_size"])
-    total_steps = math.ceil(batches_per_epoch / accumulation) * hp["epochs"]
-    scheduler = get_scheduler(
-        hp["lr_scheduler"], optimizer, num_warmup_steps=hp["warmup_steps"], num_training_steps=total_steps
-    )
-    generator = torch.Generator().manual_seed(hp["seed"])
-    lengths = [len(ids) for ids, _ in examples]
-    rows = []
-    net.train()
-    with tqdm(total=total_steps, desc=desc, unit="step") as bar:
-        for epoch in range(hp["epochs"]):
-            batches = _length_grouped_batches(lengths, hp["batch_size"], generator)
-            for first in range(0, len(batches), accumulation):
-                group = batches[first : first + accumulation]
-                tokens = sum(sum(l != IGNORE for l in examples[i][1][1:]) for batch in group for i in batch)
-                step_loss = 0.0
-                for batch in group:
-                    loss, _ = _token_loss_sum(net, [examples[i] for i in batch], pad_id)
-                    (loss / tokens).backward()  # dividing by the step's token count makes the sum a mean
-                    step_loss += loss.item()
-                torch.nn.utils.clip_grad_norm_(params, hp.get("max_grad_norm", 1.0))
-                rows.append(
-                    {
-                        "step": len(rows) + 1,
-                        "epoch": epoch + 1,
-                        "loss": step_loss / tokens,
-                        "lr": scheduler.get_last_lr()[0],
-                        "tokens": tokens,
-                    }
-                )
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                bar.set_postfix(loss=f"{rows[-1]['loss']:.4f}")
-                bar.update()
-    net.eval()
-    return rows
