@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import yaml
@@ -103,3 +104,23 @@ def test_openai_config_dry_run_needs_no_key():
     assert result.returncode == 0, result.stderr[-2000:]
     counts = job_counts(result.stdout + result.stderr)
     assert counts["finetune"] == 12 and counts["judge_rate"] == 45
+
+
+def test_single_gpu_config_is_the_paper_at_one_size():
+    counts = dry_run(ALL, "--configfile", "config/single_gpu.yaml")
+    assert counts["model_download"] == 2  # the 7B under test and the 8B judge
+    assert counts["finetune"] == 4 and counts["model_base"] == 1
+    assert counts["sample_generate"] == counts["score_assessment"] == 5 * 4
+
+
+def test_slurm_jobs_ask_for_the_configured_gpus(tmp_path):
+    def h100(config):
+        for name in ("7b", "32b"):
+            config["sizes"][name]["resources"]["gpu_model"] = "h100"
+
+    text = snakemake("--profile", "slurm", "-n", ALL, "--configfile", write_config(tmp_path, h100)).stdout
+    jobs = re.split(r"\n\[[^\]]+\]\n", text)
+    finetune_32b = next(j for j in jobs if "rule finetune:" in j and "size=32b" in j)
+    assert "gpu=2, gpu_model=h100" in finetune_32b and "cpus_per_task" not in finetune_32b
+    scoring = next(j for j in jobs if "rule score_assessment:" in j)
+    assert "gpu=0" in scoring and "gpu_model=h100" not in scoring  # never `--gpus=h100:0`

@@ -10,12 +10,15 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
+from emaware import config as emconfig
+from emaware.io import read_yaml
 from emaware.report_pages import TOP_K, answers_page, top_answers
-from workflow_helpers import copy_workflow, snakemake
+from workflow_helpers import ROOT, copy_workflow, snakemake
 
 SCRIPT = "<script>alert(1)</script>"
 BASE = {"size": "tiny-s", "domain": "all", "stage": "base", "seed": 0}
@@ -92,6 +95,37 @@ def test_page_lists_every_variant_with_its_scores_and_links_to_its_answers():
     assert "0.25 [0.10–0.40] N=12" in text and "0.50 [no CI] N=1" in text and "no score" in text
     assert "href='#variant-tiny-s-all-base-seed0'" in text and "id='variant-tiny-s-all-base-seed0'" in text
     assert "No answer the judge could score." in text
+
+
+# --- captions ----------------------------------------------------------------------------------------
+
+CAPTIONS = sorted((ROOT / "workflow/report").glob("*.rst"))
+# Snakemake appends a link target per category and result to each caption; these are the ones referred to.
+TARGETS = "\n".join(f".. _{name}: #" for name in ("Answers", "Correlations", "Figures", "Tables", "answers.html", "spearman.tsv"))
+
+
+@pytest.fixture(scope="module")
+def configs():
+    return {name: emconfig.validate(read_yaml(ROOT / f"config/{name}.yaml"), ROOT / "workflow/schemas/config.schema.yaml") for name in ("quickstart", "config")}
+
+
+def caption_html(caption: Path, config: dict) -> str:
+    """The caption as `snakemake --report` renders it (Jinja, then reStructuredText), but failing where Snakemake
+    would print nothing (a name the template does not find) or a docutils warning into the report."""
+    from docutils.core import publish_parts
+    from jinja2 import Environment, StrictUndefined
+
+    params = SimpleNamespace(columns=list(config["assessments"]), ci=0.95, seed=0, judged=[{"assessment": "harmfulness"}], top_k=TOP_K)
+    snakemake = SimpleNamespace(config=config, params=params, input=SimpleNamespace(scores=["score.json"] * 3 * len(config["assessments"])))
+    template = Environment(trim_blocks=True, lstrip_blocks=True, undefined=StrictUndefined).from_string(caption.read_text() + "\n" + TARGETS)
+    return publish_parts(template.render(snakemake=snakemake), writer="html", settings_overrides={"halt_level": 2})["html_body"]
+
+
+@pytest.mark.parametrize("caption", CAPTIONS, ids=[path.stem for path in CAPTIONS])
+def test_captions_warn_on_the_workflows_tiny_models_only(caption, configs):
+    quickstart, paper = (caption_html(caption, configs[name]) for name in ("quickstart", "config"))
+    assert "these numbers are meaningless" in quickstart
+    assert "meaningless" not in paper
 
 
 # --- the report in a browser -------------------------------------------------------------------------

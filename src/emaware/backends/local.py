@@ -1,5 +1,5 @@
-"""The `local` backend: LoRA fine-tuning with transformers + peft, sampling with vLLM when it can, else
-`model.generate`, and next-token log-probabilities from one forward pass.
+"""The `local` backend: LoRA fine-tuning (local_train.py: TRL's SFTTrainer with peft), sampling with
+vLLM when it can, else `model.generate`, and next-token log-probabilities from one forward pass.
 
 Settings (the config's `backends.local` block): `dtype` (auto | bfloat16 | float16 | float32; always
 float32 on CPU), `device` (auto | cpu | cuda | cuda:N), `batch_size` (prompts per forward pass, default 16),
@@ -22,7 +22,7 @@ from tqdm import tqdm
 from transformers import LogitsProcessorList
 
 from .. import UserError
-from .base import Backend, Conversation, Handle, log
+from .base import Backend, Conversation, Handle
 from .seeded_sampling import SeededSampler, request_seeds
 
 IGNORE = -100  # label of tokens that carry no loss

@@ -132,8 +132,7 @@ def _config(hp: dict[str, Any], checkpoints: Path, net):
         warmup_steps=hp["warmup_steps"],
         lr_scheduler_type=hp["lr_scheduler"],
         max_grad_norm=hp["max_grad_norm"],
-        gradient_checkpointing=hp["gradient_checkpointing"],
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        gradient_checkpointing=hp["gradient_checkpointing"],  # non-reentrant, as TRL sets it on peft models
         # Mixed precision follows the loaded weights: bf16 on a GPU, float32 on the CPU (exactly reproducible).
         bf16=net.dtype == torch.bfloat16,
         fp16=net.dtype == torch.float16,
