@@ -9,10 +9,7 @@ float32 on CPU), `device` (auto | cpu | cuda | cuda:N), `batch_size` (prompts pe
 from __future__ import annotations
 
 import gc
-import importlib.util
 import inspect
-import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from tqdm import tqdm
 from transformers import LogitsProcessorList
 
 from .. import UserError
+from . import local_vllm
 from .base import Backend, Conversation, Handle
 from .seeded_sampling import SeededSampler, request_seeds
 
@@ -49,9 +47,8 @@ class LocalBackend(Backend):
     def generate(
         self, model: Handle, conversations: list[Conversation], n: int, sampling: dict[str, Any]
     ) -> list[list[str]]:
-        if self._use_vllm():
-            return self._vllm_generate(model, conversations, n, sampling)
-        return self._hf_generate(model, conversations, n, sampling)
+        replies = local_vllm.generate(model, conversations, n, sampling, self.settings, _prompt_ids)
+        return replies if replies is not None else self._hf_generate(model, conversations, n, sampling)
 
     def _hf_generate(
         self, handle: Handle, conversations: list[Conversation], n: int, sampling: dict[str, Any]
@@ -79,70 +76,6 @@ class LocalBackend(Backend):
             for (i, s), text in zip(batch, texts):
                 replies[i][s : (n if greedy else s + 1)] = [text] * (n if greedy else 1)
         return replies
-
-    def _use_vllm(self) -> bool:
-        return (
-            bool(self.settings.get("vllm", True))
-            and importlib.util.find_spec("vllm") is not None
-            and torch.cuda.is_available()
-        )
-
-    def _vllm_generate(
-        self, handle: Handle, conversations: list[Conversation], n: int, sampling: dict[str, Any]
-    ) -> list[list[str]]:
-        from vllm import SamplingParams
-
-        llm, lora = self._vllm_engine(handle)
-        # One seed per conversation (from its content, as on the transformers path): vLLM then draws
-        # its n samples from that request's own generator, whatever the batch.
-        params = [
-            SamplingParams(
-                n=n,
-                temperature=float(sampling.get("temperature", 1.0)),
-                top_p=float(sampling.get("top_p", 1.0)),
-                max_tokens=int(sampling.get("max_tokens", 600)),
-                seed=request_seeds(int(sampling.get("seed", 0)), conv, 1)[0],
-            )
-            for conv in conversations
-        ]
-        outputs = llm.chat(conversations, params, lora_request=lora, use_tqdm=True)
-        return [[choice.text for choice in out.outputs] for out in outputs]
-
-    def _vllm_engine(self, handle: Handle):
-        """A vLLM engine for `handle` and the LoRA request to pass with each call (None without adapter).
-
-        vLLM applies one LoRA per request, so a chain of adapters is merged into a full checkpoint
-        in a temporary directory that lives as long as the engine.
-        """
-        from vllm import LLM
-        from vllm.lora.request import LoRARequest
-
-        key = ("vllm", _handle_key(handle))
-        if self._loaded and self._loaded[0] == key:
-            return self._loaded[1], self._loaded[2][0]
-        self._unload()
-        adapters = list(handle.get("adapters", []))
-        args = {
-            "model": handle["model"],
-            "dtype": self.settings.get("dtype", "auto"),
-            **self.settings.get("vllm_args", {}),
-        }
-        lora, merged = None, None
-        if len(adapters) == 1:
-            rank = json.loads((Path(adapters[0]) / "adapter_config.json").read_text())["r"]
-            args.update(enable_lora=True, max_lora_rank=next(r for r in (8, 16, 32, 64, 128, 256, 512) if r >= rank))
-            lora = LoRARequest("adapter", 1, str(adapters[0]))
-        elif len(adapters) > 1:
-            merged = tempfile.TemporaryDirectory(prefix="emaware-merged-")
-            net, tokenizer = self._load_fresh(handle)
-            net.save_pretrained(merged.name)
-            tokenizer.save_pretrained(merged.name)
-            del net
-            self._unload()  # frees the GPU for vLLM
-            args["model"] = merged.name
-        llm = LLM(**args)
-        self._loaded = (key, llm, (lora, merged))  # `merged` keeps the checkpoint on disk as long as the engine
-        return llm, lora
 
     # ---- next-token log-probabilities --------------------------------------------------------
 
