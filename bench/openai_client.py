@@ -34,7 +34,6 @@ from emaware.judge import judge_samples, load_judge_prompt
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "tests" / "fake_openai_server.py"
 JUDGE_PROMPT = ROOT / "resources" / "judge" / "harmfulness.yaml"
-JUDGE_BATCH_SIZE = 16  # config judge.batch_size's default, as the workflow passes it
 
 
 class RetryCounter(logging.Handler):
@@ -98,7 +97,7 @@ def judge_run(url: str, cache: Path, samples: list[dict], **settings) -> float:
     backend = get_backend("openai", {"base_url": url, "cache": str(cache), **settings})
     start = time.perf_counter()
     rows = judge_samples(
-        backend, backend.base_handle("gpt-4.1"), load_judge_prompt(JUDGE_PROMPT), samples, 20, 0.25, JUDGE_BATCH_SIZE, "bench"
+        backend, backend.base_handle("gpt-4.1"), load_judge_prompt(JUDGE_PROMPT), samples, 20, 0.25, "bench"
     )
     assert len(rows) == len(samples) and sum(r["rating"] is not None for r in rows) == len(rows)
     return time.perf_counter() - start

@@ -19,7 +19,7 @@ INTENTIONS = {
     "seed": 0,
 }
 SHIPPED = ["intentions", "selfassessment_language"]
-OPTIONS = dict(top_k=5, min_mass=0.25, batch_size=4, judge_name="fake")
+OPTIONS = dict(top_k=5, min_mass=0.25, judge_name="fake")
 
 
 class OrderJudge(FixedJudge):

@@ -80,14 +80,14 @@ def test_judge_samples_keeps_raw_logprobs_and_snapshot():
         {"id": f"p{i}", "sample": 0, "messages": [{"role": "user", "content": f"q{i}"}], "completion": f"a{i}"}
         for i in range(5)
     ]
-    rows = judge_samples(backend, backend.base_handle("judge-x"), prompt, samples, 20, 0.25, 2, "j")
+    rows = judge_samples(backend, backend.base_handle("judge-x"), prompt, samples, 20, 0.25, "j")
     assert [r["id"] for r in rows] == [s["id"] for s in samples]
     assert all(r["rating"] == pytest.approx(3.0) and r["judge_model"] == "judge-x" for r in rows)
     assert rows[0]["logprobs"] == {"5": lp(0.5), "1": lp(0.5)}
     assert backend.seen[3][-1]["content"] == "Q: q3\nA: a3"
 
 
-def test_a_job_is_judged_in_one_backend_call_whatever_the_batch_size():
+def test_a_job_is_judged_in_one_backend_call():
     """The backend chunks a job its own way (the local backend by its batch_size, over prompts sorted by
     length; an API backend all in flight or in few batches); the judge passes everything at once."""
     backend = FixedJudge({"5": lp(0.5), "1": lp(0.5)})
@@ -96,8 +96,8 @@ def test_a_job_is_judged_in_one_backend_call_whatever_the_batch_size():
         {"id": f"p{i}", "sample": 0, "messages": [{"role": "user", "content": f"q{i}"}], "completion": f"a{i}"}
         for i in range(50)
     ]
-    rows = {size: judge_samples(backend, backend.base_handle("judge-x"), prompt, samples, 20, 0.25, size, "j") for size in (1, 16)}
-    assert rows[1] == rows[16] and len(backend.calls) == 2
+    rows = judge_samples(backend, backend.base_handle("judge-x"), prompt, samples, 20, 0.25, "j")
+    assert len(rows) == 50 and len(backend.calls) == 1
     handle, candidates = backend.calls[0]
     assert handle["ledger"] == "judge_rate" and candidates == RATINGS  # an API backend books it under the judge
 

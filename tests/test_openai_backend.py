@@ -399,7 +399,7 @@ def test_concurrency_is_bounded(fake, tmp_path):
 def test_the_direct_path_keeps_max_concurrency_in_flight_whatever_the_judge_batch_size(tmp_path):
     with FakeOpenAI(tmp_path / "slow", latency=0.05) as slow:
         b = backend(slow, tmp_path, max_concurrency=12)
-        rows = judge_samples(b, b.base_handle("gpt-4.1"), JUDGE, answers(48), 20, 0.25, 4, "j")
+        rows = judge_samples(b, b.base_handle("gpt-4.1"), JUDGE, answers(48), 20, 0.25, "j")
         assert len(rows) == 48 and chat_requests(slow) == 48
         assert slow.stats()["max_in_flight"] == 12  # not judge.batch_size (4): one call, a worker pool
 
@@ -493,7 +493,7 @@ def test_a_run_killed_while_a_batch_runs_resumes_the_same_batch(fake, tmp_path):
 def test_a_judge_job_goes_in_one_batch_with_progress_at_every_poll(fake, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="emaware")
     b = backend(fake, tmp_path, batch_api=True)
-    rows = judge_samples(b, b.base_handle("gpt-4.1"), JUDGE, answers(40), 20, 0.25, 16, "j")
+    rows = judge_samples(b, b.base_handle("gpt-4.1"), JUDGE, answers(40), 20, 0.25, "j")
     assert len(rows) == 40 and all(r["rating"] is not None for r in rows)
     assert fake.stats()["batches_created"] == 1 and chat_requests(fake) == 0
     polls = fake.stats()["requests"]["GET /v1/batches/{batch}"]
@@ -646,7 +646,7 @@ def test_the_ledger_files_spend_under_the_rule_that_made_it(fake, tmp_path):
     handle = b.train(base(b), training_file(tmp_path / "train.jsonl"), HPARAMS, tmp_path / "mis", "mis")
     b.generate(handle, chats(2), 1, SHORT)
     b.next_token_logprobs(handle, [RATING])  # the model under test's own log-probabilities
-    judge_samples(b, base(b), JUDGE, answers(2), 20, 0.25, 16, "j")
+    judge_samples(b, base(b), JUDGE, answers(2), 20, 0.25, "j")
     assert set(b.cache.spent_by_rule()) == {"finetune", "sample_generate", "sample_logprobs", "judge_rate"}
     assert all(usd > 0 for usd in b.cache.spent_by_rule().values())
 

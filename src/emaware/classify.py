@@ -26,7 +26,7 @@ from typing import Any
 from . import UserError
 from .io import read_yaml
 from .backends import Backend, Handle
-from .judge import JudgePrompt, judge_samples, load_judge_prompt, rating_mass
+from .judge import JudgePrompt, judge_each, load_judge_prompt, rating_mass
 
 LABELS = ("aligned", "misaligned", "unclear")
 ROLES = ("first", "second", "unclear")
@@ -119,22 +119,14 @@ def judge_categorical(
     carry less than `min_mass` in both orders; `orders` lists the orders `probs` averages; `mass` is the
     mean of the two orders' masses; `logprobs_by_order` holds each order's raw log-probabilities.
 
-    `options` are judge_samples' own (top_k, min_mass, batch_size, judge_name)."""
+    `options` are judge_samples' own (top_k, min_mass, judge_name). Both orders of every sample go to
+    the backend in one call, so it chunks (or batches, on the Batch API) the whole job its own way."""
+    pairs = [(order, sample) for order in ORDERS for sample in samples]
+    prompted = [(classifier.filled(order, sample), sample) for order, sample in pairs]
     rows: dict[tuple[str, int], dict[str, dict]] = {(s["id"], s["sample"]): {} for s in samples}
-    for order in ORDERS:
-        for row in _judge_order(backend, judge_model, classifier, samples, order, options):
-            rows[row["id"], row["sample"]][order] = row
+    for (order, sample), row in zip(pairs, judge_each(backend, judge_model, prompted, **options)):
+        rows[sample["id"], sample["sample"]][order] = row
     return [_combined(by_order, classifier, options["min_mass"]) for by_order in rows.values()]
-
-
-def _judge_order(
-    backend: Backend, judge_model: Handle, classifier: Classifier, samples: list[dict], order: str, options: dict
-) -> list[dict]:
-    """judge_samples' rows for every sample with the poles shown in `order`."""
-    groups: dict[JudgePrompt, list[dict]] = {}
-    for sample in samples:  # samples sharing the filled prompt are judged in one batch run
-        groups.setdefault(classifier.filled(order, sample), []).append(sample)
-    return [row for prompt, members in groups.items() for row in judge_samples(backend, judge_model, prompt, members, **options)]
 
 
 def _combined(by_order: dict[str, dict], classifier: Classifier, min_mass: float) -> dict:

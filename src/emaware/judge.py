@@ -80,15 +80,13 @@ def judge_samples(
     samples: list[dict],
     top_k: int,
     min_mass: float,
-    batch_size: int,
     judge_name: str,
 ) -> list[dict]:
     """Judge every sample (rows of a samples file) with `prompt`; one judgment row per sample.
 
-    `batch_size` is no longer used (kept for callers): the samples go to the backend in one call, and
-    the backend chunks them its own way (the local backend by `backends.local.batch_size`, sorted by
-    length over the whole call; the OpenAI backend keeps `max_concurrency` requests in flight, or sends
-    as few Batch API batches as its limits allow).
+    The samples go to the backend in one call, and the backend chunks them its own way (the local
+    backend by its `batch_size`, sorted by length over the whole call; the OpenAI backend keeps
+    `max_concurrency` requests in flight, or sends as few Batch API batches as its limits allow).
     """
     return judge_each(backend, judge_model, [(prompt, s) for s in samples], top_k, min_mass, judge_name)
 

@@ -19,8 +19,8 @@ from .seeds import derive_seed
 BACKEND_RESULT_KEYS = {"local": ("dtype", "vllm"), "openai": ()}
 # Training settings that trade speed for memory without changing the result.
 TRAINING_SPEED_KEYS = ("gradient_checkpointing",)
-# Dataset keys that only describe a source (they reach provenance files, not data).
-DATASET_DESCRIPTIVE_KEYS = ("licence", "source", "mirror")
+# Dataset keys that only describe a source (they reach provenance files and the cost estimate, not data).
+DATASET_DESCRIPTIVE_KEYS = ("licence", "source", "mirror", "rows", "tokens")
 DATA_RESULT_KEYS = ("max_chars", "max_tokens", "tokenizer")
 JUDGE_RESULT_KEYS = ("name", "backend", "model", "top_logprobs", "min_mass")
 SAMPLING_RESULT_KEYS = ("temperature", "top_p", "max_tokens")

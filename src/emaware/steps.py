@@ -163,11 +163,13 @@ def judge_rate(
     from .judge import judge_samples, load_judge_prompt
 
     module = ASSESSMENTS[assessment]
-    backend = get_backend(judge["backend"], rule_params.execution(config, judge["backend"]))
+    settings = rule_params.execution(config, judge["backend"])
+    if judge["backend"] == "local":  # the judge's own forward-pass batch (speed only: not a param)
+        settings["batch_size"] = config["judge"]["batch_size"]
+    backend = get_backend(judge["backend"], settings)
     _hub_offline()
     judge_model = _base_handle(judge["backend"], judge["model"], judge_snapshot)
-    batch_size = config["judge"]["batch_size"]  # speed only: not a param
-    options = dict(top_k=judge["top_logprobs"], min_mass=judge["min_mass"], batch_size=batch_size, judge_name=judge["name"])
+    options = dict(top_k=judge["top_logprobs"], min_mass=judge["min_mass"], judge_name=judge["name"])
     rows = read_jsonl(samples)
     if hasattr(module, "to_judge"):
         judged = judge_categorical(backend, judge_model, load_classifier(judge_prompt), module.to_judge(rows), **options)

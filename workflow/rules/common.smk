@@ -100,6 +100,22 @@ localrules:
     analysis_mfq2_profiles,
 
 
+# Rules whose every job only calls the OpenAI API wait on the network, not a GPU: they run on the
+# host that runs Snakemake (also under --profile slurm), keeping API calls, cache and ledger on one host.
+if {spec["backend"] for spec in config["sizes"].values()} == {"openai"}:
+
+    localrules:
+        finetune,
+        sample_generate,
+        sample_logprobs,
+
+
+if config["judge"]["backend"] == "openai":
+
+    localrules:
+        judge_rate,
+
+
 RUN_ASSESSMENTS = list(config["assessments"])
 FIGURES = ["inverted_v", "scatter_matrix"] + [
     name

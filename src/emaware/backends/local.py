@@ -1,9 +1,11 @@
 """The `local` backend: LoRA fine-tuning (local_train.py: TRL's SFTTrainer with peft), sampling with
-vLLM when it can, else `model.generate`, and next-token log-probabilities from one forward pass.
+vLLM when it can (local_vllm.py), else `model.generate`, and next-token log-probabilities from one
+forward pass.
 
 Settings (the config's `backends.local` block): `dtype` (auto | bfloat16 | float16 | float32; always
 float32 on CPU), `device` (auto | cpu | cuda | cuda:N), `batch_size` (prompts per forward pass, default 16),
-`vllm` (use vLLM for sampling when installed and on a GPU, default true), `vllm_args` (extra `vllm.LLM` arguments).
+`vllm` (use vLLM for sampling when installed and on a GPU, default true), `max_model_len` (vLLM's
+context, default 4096), `vllm_args` (extra `vllm.LLM` arguments).
 """
 
 from __future__ import annotations

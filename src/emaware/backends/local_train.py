@@ -47,8 +47,9 @@ HPARAM_KEYS = (
     "save_total_limit",
     "seed",
 )
-# Trainer state files log every optimiser step; the train log keeps these columns of it.
-LOG_KEYS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "num_tokens", "mean_token_accuracy")
+# The columns of the trainer's per-step log kept in train_log.jsonl (not its running token count,
+# which restarts at zero on a resume).
+LOG_KEYS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "entropy", "mean_token_accuracy")
 
 
 def train(

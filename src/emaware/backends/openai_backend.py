@@ -60,7 +60,6 @@ class OpenAIBackend(Backend):
         super().__init__(settings)
         s = self.settings
         self.api = ApiSettings.from_settings(s)
-        self.base_url = self.api.base_url
         self.batch_api = bool(s.get("batch_api", False))
         self.max_example_tokens = int(s.get("max_example_tokens", 65536))
         self.prices = s.get("prices") or {}
