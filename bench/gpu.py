@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # runnable without installing
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # runnable without installing
 
 from emaware.backends import get_backend  # noqa: E402
 from emaware.tinymodel import train_tokenizer  # noqa: E402
@@ -33,9 +34,6 @@ SHAPES = {
     "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
     "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
 }
-ROOT = Path(__file__).resolve().parents[1]
-
-
 def training_defaults() -> dict:
     """The workflow's own `training.local` defaults (the public EM LoRA settings), from the schema."""
     from emaware.io import read_yaml
@@ -103,7 +101,7 @@ def bench_sft(backend, handle, args, folder: Path) -> dict:
     write_jsonl(folder / "train.jsonl", ({"messages": r} for r in rows))
     net, tokenizer = backend._load(handle)
     params = sum(p.numel() for p in net.parameters())
-    tokens = sum(len(tokenizer.apply_chat_template(r)) for r in rows)
+    tokens = sum(len(tokenizer.apply_chat_template(r, return_dict=True)["input_ids"]) for r in rows)
     hparams = {
         **training_defaults(),
         "seed": 0,

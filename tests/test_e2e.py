@@ -86,6 +86,8 @@ RERUNS = [
     ("backends.openai.cache", "elsewhere.sqlite", set()),
     ("sizes.tiny-s.resources.threads", 2, set()),
     ("training.local.gradient_checkpointing", True, set()),
+    ("training.local.save_steps", 7, set()),
+    ("backends.local.max_model_len", 2048, set()),
     ("data.retries", 9, set()),
     ("data.mirror", str(SHARED_DATA), set()),
     ("datasets.trivia_incorrect.licence", "CC0", set()),

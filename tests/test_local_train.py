@@ -191,6 +191,7 @@ def test_training_learns_the_chats(backend, trained, train_files):
 def test_sequential_training_starts_from_the_merged_parent(backend, trained, train_files, tmp_path):
     _, first, _ = trained
     # One step over the whole file: its logged loss is the parent's loss, as the new LoRA starts at zero.
+    # The 20 chats share one padding-free row, so this also shows that none attends to another.
     hparams = {**HPARAMS, "batch_size": 20, "epochs": 1}
     second = backend.train(first, train_files[1], hparams, tmp_path, "stage2")
     assert second["adapters"] == [*first["adapters"], str(tmp_path / "adapter")]

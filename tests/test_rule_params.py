@@ -63,7 +63,7 @@ def test_judge_and_backend_params_leave_out_speed_and_resources(paper):
     assert rule_params.backend_result_settings(paper, "local") == {"dtype": "bfloat16", "vllm": True}
     assert rule_params.backend_result_settings(paper, "openai") == {}
     assert "gradient_checkpointing" not in rule_params.training(paper, "32b", 0)
-    assert rule_params.training_speed(paper, "32b") == {"gradient_checkpointing": True}
+    assert rule_params.training_speed(paper, "32b") == {"gradient_checkpointing": True, "save_steps": 50, "save_total_limit": 1}
 
 
 def test_a_judge_that_is_a_model_under_test_is_warned_about(quickstart, paper):

@@ -17,8 +17,9 @@ from .seeds import derive_seed
 # Backend settings that change what a model computes: the dtype (on a GPU) and the sampler (vLLM or
 # transformers). device, batch_size, vllm_args, base_url, concurrency, retries, cache … do not.
 BACKEND_RESULT_KEYS = {"local": ("dtype", "vllm"), "openai": ()}
-# Training settings that trade speed for memory without changing the result.
-TRAINING_SPEED_KEYS = ("gradient_checkpointing",)
+# Training settings that trade speed for memory, or set how often a resumable checkpoint is saved,
+# without changing the result.
+TRAINING_SPEED_KEYS = ("gradient_checkpointing", "save_steps", "save_total_limit")
 # Dataset keys that only describe a source (they reach provenance files and the cost estimate, not data).
 DATASET_DESCRIPTIVE_KEYS = ("licence", "source", "mirror", "rows", "tokens")
 DATA_RESULT_KEYS = ("max_chars", "max_tokens", "tokenizer")

@@ -121,7 +121,8 @@ class LocalBackend(Backend):
 
     def _device_map(self, device: torch.device) -> str:
         """Spread a model over every visible GPU when the device is `auto` and there are several
-        (a 32B model in bf16 does not fit one 80 GB card with room to train); else one device."""
+        (LoRA on a 32B model needs about 70 GiB: two 80 GB cards give room, not speed; see
+        config/README.md, "Training keys"); else one device."""
         if str(self.settings.get("device", "auto")) == "auto" and torch.cuda.device_count() > 1:
             return "auto"
         return str(device)

@@ -53,7 +53,12 @@ LOG_KEYS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "entropy", "m
 
 
 def train(
-    load: Callable[[Handle], tuple[Any, Any]], parent: Handle, train_file: Path, hparams: dict[str, Any], out_dir: Path, tag: str
+    load: Callable[[Handle], tuple[Any, Any]],
+    parent: Handle,
+    train_file: Path,
+    hparams: dict[str, Any],
+    out_dir: Path,
+    tag: str,
 ) -> Handle:
     """Train a new LoRA on `parent` (its adapters merged into the base by `load`) and write
     `out_dir/adapter` and `out_dir/train_log.jsonl`; returns the handle with the adapter appended."""
@@ -80,7 +85,7 @@ def train(
         out_dir / "train_log.jsonl",
         ({k: row[k] for k in LOG_KEYS if k in row} for row in trainer.state.log_history if "loss" in row),
     )
-    shutil.rmtree(checkpoints)  # only a resume needs them; a 32B one holds ~3 GB of LoRA and AdamW state
+    shutil.rmtree(checkpoints)  # only a resume needs them; a 32B one holds 3 GiB of LoRA and AdamW state
     return {
         **parent,
         "adapters": [*parent.get("adapters", []), str(adapter_dir)],
@@ -133,7 +138,7 @@ def _config(hp: dict[str, Any], checkpoints: Path, net):
         warmup_steps=hp["warmup_steps"],
         lr_scheduler_type=hp["lr_scheduler"],
         max_grad_norm=hp["max_grad_norm"],
-        gradient_checkpointing=hp["gradient_checkpointing"],  # non-reentrant, as TRL sets it on peft models
+        gradient_checkpointing=hp["gradient_checkpointing"],  # non-reentrant (transformers 5; TRL on older ones)
         # Mixed precision follows the loaded weights: bf16 on a GPU, float32 on the CPU (exactly reproducible).
         bf16=net.dtype == torch.bfloat16,
         fp16=net.dtype == torch.float16,

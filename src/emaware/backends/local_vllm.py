@@ -59,7 +59,9 @@ def generate(
     greedy = float(sampling.get("temperature", 1.0)) == 0.0
     with tempfile.TemporaryDirectory(prefix="emaware-vllm-") as folder:
         try:
-            request = _request(handle, conversations, 1 if greedy else n, sampling, settings, gpus, encode, Path(folder))
+            request = _request(
+                handle, conversations, 1 if greedy else n, sampling, settings, gpus, encode, Path(folder)
+            )
         except (OSError, ValueError) as err:
             log.warning("vLLM cannot load this model (%s): sampling with transformers", err)
             return None
@@ -96,14 +98,19 @@ def _request(handle, conversations, n, sampling, settings, gpus, encode, folder:
             f" ({longest} tokens) and max_tokens ({max_tokens}); raise it"
         )
     seed = int(sampling.get("seed", 0))
-    params = {"n": n, "temperature": float(sampling.get("temperature", 1.0)), "top_p": float(sampling.get("top_p", 1.0))}
+    params = {
+        "n": n,
+        "temperature": float(sampling.get("temperature", 1.0)),
+        "top_p": float(sampling.get("top_p", 1.0)),
+        "max_tokens": max_tokens,
+    }
     return {
         "engine": engine,
         "lora": lora,
         "prompts": prompts,
         # One seed per conversation (from its content, as on the transformers path): vLLM draws the
         # request's n samples from its own generator, whatever the batch.
-        "params": [{**params, "max_tokens": max_tokens, "seed": request_seeds(seed, conv, 1)[0]} for conv in conversations],
+        "params": [{**params, "seed": request_seeds(seed, conv, 1)[0]} for conv in conversations],
     }
 
 
@@ -113,8 +120,11 @@ def _run(request: dict[str, Any], folder: Path) -> list[list[str]] | None:
     request_path.write_text(json.dumps(request))
     engine = request["engine"]
     log.info(
-        "sampling %d prompts with vLLM (tensor_parallel_size=%s, max_model_len=%s, LoRA rank %s)",
-        len(request["prompts"]), engine["tensor_parallel_size"], engine["max_model_len"], engine.get("max_lora_rank", 0),
+        "sampling %d prompts with vLLM (tensor_parallel_size=%s, max_model_len=%s, max_lora_rank=%s)",
+        len(request["prompts"]),
+        engine["tensor_parallel_size"],
+        engine["max_model_len"],
+        engine.get("max_lora_rank"),
     )
     out = _log_stream()
     command = [sys.executable, "-m", __name__, str(request_path), str(replies_path)]
