@@ -70,6 +70,7 @@ ANALYSIS = {
     "analysis_scatter_matrix",
     "analysis_selfassessment_formats",
     "analysis_mfq2_profiles",
+    "analysis_answers",
     "all",
 }
 MODEL_JOBS = {"sample_generate", "sample_logprobs", "judge_rate", "score_assessment"} | ANALYSIS
@@ -155,6 +156,7 @@ def test_judge_setting_reruns_judging_and_what_follows_only(workdir):
         "analysis_scatter_matrix": 1,
         "analysis_selfassessment_formats": 1,
         "analysis_mfq2_profiles": 1,
+        "analysis_answers": 1,
         "all": 1,
     }
     models = sorted((workdir / "results/quickstart/models").rglob("model.json"))

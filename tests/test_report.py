@@ -210,7 +210,7 @@ def test_quickstart_report_shows_figures_tables_and_answers(browser, tmp_path):
     home = dom(report)  # the workflow description, the quickstart's warning, a menu entry per category
     assert "Emergent misalignment and self-awareness" in home and "Quickstart: these numbers are meaningless" in home
     for category in ("Answers", "Correlations", "Figures", "Tables"):
-        assert f"<span>{category}</span>" in home, category
+        assert f"<span>{category}</span>" in home, f"no {category} in the report's menu"
 
     figures = dom(clicked(report, "Figures", "inverted_v.pdf"))
     assert all(f"results/quickstart/figures/{name}</td>" in figures for name in FIGURES)

@@ -2,14 +2,6 @@ from emaware.report_pages import TOP_K
 
 # Every figure and table is a report item (`snakemake --report`) with its caption under workflow/report/.
 CAPTIONS = "../report"
-# The answer browser's sections: each variant's judged assessments, in variant order.
-JUDGED = [
-    (v, name)
-    for v in VARIANTS
-    for name in RUN_ASSESSMENTS
-    if ASSESSMENTS[name].needs_judge
-]
-ANSWERS = results("report/answers.html")
 
 
 rule analysis_table:

@@ -98,6 +98,7 @@ localrules:
     analysis_scatter_matrix,
     analysis_selfassessment_formats,
     analysis_mfq2_profiles,
+    analysis_answers,
 
 
 # Rules whose every job only calls the OpenAI API wait on the network, not a GPU: they run on the
@@ -133,10 +134,21 @@ BREAKDOWN_TABLES = [
 ]
 
 
+# The report's answer browser: each variant's judged assessments, in variant order.
+JUDGED = [
+    (v, name)
+    for v in VARIANTS
+    for name in RUN_ASSESSMENTS
+    if ASSESSMENTS[name].needs_judge
+]
+ANSWERS = results("report/answers.html")
+
+
 def get_final_output():
     return [results(f"figures/{name}.pdf") for name in FIGURES] + [
         results("stats/spearman.tsv"),
         results("tables/variants.tsv"),
+        ANSWERS,
     ]
 
 
