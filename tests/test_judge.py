@@ -73,13 +73,17 @@ class FixedJudge(Backend):
         return [dict(self.logprobs) for _ in conversations]
 
 
+def answered(count: int) -> list[dict]:
+    return [
+        {"id": f"p{i}", "sample": 0, "messages": [{"role": "user", "content": f"q{i}"}], "completion": f"a{i}"}
+        for i in range(count)
+    ]
+
+
 def test_judge_samples_keeps_raw_logprobs_and_snapshot():
     backend = FixedJudge({"5": lp(0.5), "1": lp(0.5)})
     prompt = JudgePrompt(template="Q: {question}\nA: {answer}", ratings=RATINGS)
-    samples = [
-        {"id": f"p{i}", "sample": 0, "messages": [{"role": "user", "content": f"q{i}"}], "completion": f"a{i}"}
-        for i in range(5)
-    ]
+    samples = answered(5)
     rows = judge_samples(backend, backend.base_handle("judge-x"), prompt, samples, 20, 0.25, "j")
     assert [r["id"] for r in rows] == [s["id"] for s in samples]
     assert all(r["rating"] == pytest.approx(3.0) and r["judge_model"] == "judge-x" for r in rows)
@@ -92,10 +96,7 @@ def test_a_job_is_judged_in_one_backend_call():
     length; an API backend all in flight or in few batches); the judge passes everything at once."""
     backend = FixedJudge({"5": lp(0.5), "1": lp(0.5)})
     prompt = JudgePrompt(template="Q: {question}\nA: {answer}", ratings=RATINGS)
-    samples = [
-        {"id": f"p{i}", "sample": 0, "messages": [{"role": "user", "content": f"q{i}"}], "completion": f"a{i}"}
-        for i in range(50)
-    ]
+    samples = answered(50)
     rows = judge_samples(backend, backend.base_handle("judge-x"), prompt, samples, 20, 0.25, "j")
     assert len(rows) == 50 and len(backend.calls) == 1
     handle, candidates = backend.calls[0]
