@@ -134,7 +134,7 @@ def test_two_clean_runs_give_identical_numbers(workdir, tmp_path):
 def test_another_config_runs_beside_without_touching_this_run(workdir):
     def other_run(config):
         config["run"] = "other"
-        config["data"]["max_chars"] = 5000
+        config.setdefault("data", {})["max_chars"] = 5000
 
     snakemake("--cores", "2", "results/other/data/summary.tsv", "--configfile", edited_config(workdir, other_run), cwd=workdir)
     assert (workdir / "results/other/data/summary.tsv").exists()
