@@ -3,7 +3,7 @@
 Snakemake reruns a job when its params change, so a key that only changes speed, memory, concurrency,
 retries, paths of caches or where a file is read from must not be in them: on the paper config each
 needless rerun costs GPU-days. Jobs read such execution settings from the validated config at run time
-(`snakemake.config`). config/README.md says per key what it reruns; tests/test_reruns.py checks it.
+(`snakemake.config`). config/README.md says per key what it reruns; tests/test_e2e.py checks it key by key.
 """
 
 from __future__ import annotations

@@ -170,11 +170,7 @@ def size_spec(wildcards):
 
 def size_resources(key, default):
     """A resource of a rule that loads the size's model (sizes.<size>.resources)."""
-
-    def get(wildcards):
-        return config["sizes"][wildcards.size].get("resources", {}).get(key, default)
-
-    return get
+    return lambda wildcards: size_resource_block(wildcards).get(key, default)
 
 
 def api_requests(backend):
@@ -207,17 +203,11 @@ def judge_resource_block(wildcards):
 
 
 def judge_resources(key, default):
-    def get(wildcards):
-        return config["judge"].get("resources", {}).get(key, default)
-
-    return get
+    return lambda wildcards: judge_resource_block(wildcards).get(key, default)
 
 
 def get_parent_model(wildcards):
-    parent = emconfig.Variant(
-        wildcards.size, wildcards.domain, wildcards.stage, int(wildcards.seed)
-    ).parent
-    return results(f"models/{parent.path}/model.json")
+    return results(f"models/{get_variant(wildcards).parent.path}/model.json")
 
 
 def get_train_data(wildcards):
