@@ -45,3 +45,10 @@ def test_nothing_to_warn_about_before_anything_ran(tmp_path, monkeypatch, quicks
     monkeypatch.chdir(tmp_path)
     quickstart["judge"]["model"] = "another-model"
     assert [line for line in summary_lines(quickstart, []) if line.startswith("warning")] == []
+
+
+def test_unpinned_hub_weights_are_warned_about_at_the_end_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paper = emconfig.validate(read_yaml(ROOT / "config/config.yaml"), ROOT / "workflow/schemas/config.schema.yaml")
+    paper["sizes"]["7b"]["revision"] = "main"
+    assert any("sizes.7b.revision 'main' is not a commit" in line for line in summary_lines(paper, []))

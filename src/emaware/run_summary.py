@@ -9,6 +9,12 @@ import pandas as pd
 
 from .config import active_domains, results_dir, warnings
 from .data.select import TRAINSET, domain_size
+from .weights import unpinned
+
+
+def config_warnings(config: dict) -> list[str]:
+    """Settings that are valid but undermine a result: printed when the workflow is parsed and at its end."""
+    return warnings(config) + unpinned(config)
 
 
 def summary_lines(config: dict, configfiles: list) -> list[str]:
@@ -19,7 +25,7 @@ def summary_lines(config: dict, configfiles: list) -> list[str]:
     table = root / "tables/variants.tsv"
     if table.is_file():
         lines += _unscored(pd.read_csv(table, sep="\t"), list(config["assessments"]))
-    warned = [f"warning: {text}" for text in warnings(config) + _short_trainsets(config, root)]
+    warned = [f"warning: {text}" for text in config_warnings(config) + _short_trainsets(config, root)]
     correlations = root / "stats/spearman.tsv"
     if correlations.is_file():
         warned += _correlation_warnings(pd.read_csv(correlations, sep="\t"), correlations)

@@ -7,6 +7,7 @@ from emaware import config as emconfig
 from emaware import gpus, rule_params, weights
 from emaware.assessments import ASSESSMENTS, BREAKDOWNS
 from emaware.data import domain_size, stage_dataset
+from emaware.run_summary import config_warnings, summary_lines
 from snakemake.utils import update_config
 
 # --config KEY=VALUE values, read as YAML (Snakemake leaves the items of a list as strings).
@@ -29,7 +30,7 @@ if emconfig.uses_openai(config) and "OPENAI_API_KEY" in os.environ:
         "OPENAI_API_KEY",
 
 
-for warning in emconfig.warnings(config) + weights.unpinned(config):
+for warning in config_warnings(config):
     print(f"config warning: {warning}", file=sys.stderr)
 
 DOWNLOADS = weights.downloads(config)
@@ -332,8 +333,6 @@ def get_score_records(wildcards):
 
 # The end of a successful run says where its results are and what could not be scored.
 onsuccess:
-    from emaware.run_summary import summary_lines
-
     print(
         "\n".join(summary_lines(config, workflow.overwrite_configfiles)),
         file=sys.stderr,
