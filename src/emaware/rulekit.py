@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from . import UserError, gpus
+from . import UserError, gpus, worktime
 
 
 def step_arguments(snakemake: Any, step: Callable) -> dict[str, Any]:
@@ -44,6 +44,7 @@ def run(snakemake: Any, step: Callable[..., None]) -> None:
     gpus.assign(int(getattr(snakemake.resources, "gpu", 0) or 0))  # before anything imports torch
     try:
         step(**step_arguments(snakemake, step))
+        logging.getLogger("emaware").info("%s", worktime.summary())
     except UserError as err:
         logging.getLogger("emaware").error("%s", err)
         print(f"error in rule {snakemake.rule}: {err}", file=terminal)

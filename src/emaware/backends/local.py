@@ -21,6 +21,7 @@ from tqdm import tqdm
 from transformers import LogitsProcessorList
 
 from .. import UserError
+from ..worktime import model_loaded, model_work
 from . import local_vllm
 from .base import Backend, Conversation, Handle
 from .seeded_sampling import SeededSampler, request_seeds
@@ -39,6 +40,7 @@ class LocalBackend(Backend):
 
     # ---- train -------------------------------------------------------------------------------
 
+    @model_work()
     def train(self, parent: Handle, train_file: Path, hparams: dict[str, Any], out_dir: Path, tag: str) -> Handle:
         from .local_train import train
 
@@ -46,6 +48,7 @@ class LocalBackend(Backend):
 
     # ---- generate ----------------------------------------------------------------------------
 
+    @model_work()
     def generate(
         self, model: Handle, conversations: list[Conversation], n: int, sampling: dict[str, Any]
     ) -> list[list[str]]:
@@ -81,6 +84,7 @@ class LocalBackend(Backend):
 
     # ---- next-token log-probabilities --------------------------------------------------------
 
+    @model_work()
     def next_token_logprobs(
         self, model: Handle, conversations: list[Conversation], top_k: int = 20, candidates: tuple[str, ...] = ()
     ) -> list[dict[str, float]]:
@@ -140,6 +144,7 @@ class LocalBackend(Backend):
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        model_loaded(self.snapshot(handle))
         device = self._device()
         tokenizer = AutoTokenizer.from_pretrained(handle["model"])
         net = AutoModelForCausalLM.from_pretrained(
