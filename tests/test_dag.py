@@ -27,9 +27,8 @@ def test_paper_config_has_fifteen_variants_and_twelve_finetunes():
     assert counts["finetune"] == 12  # 3 sizes x 2 domains x 2 stages
     assert counts["model_base"] == 3  # one base per size, shared by both domains
     variants, assessments = 15, 4
-    assert counts["sample_generate"] == counts["score_assessment"] == variants * assessments
-    assert counts["judge_rate"] == variants * 3  # morals is scored without the judge
-    assert counts["sample_logprobs"] == variants * 2  # self-assessment and morals read next-token logprobs
+    # One job per variant for its sampling (one model load), its judging (one judge load) and its scores.
+    assert counts["sample_variant"] == counts["judge_variant"] == counts["score_variant"] == variants
     assert counts["prompts_build"] == assessments
     assert counts["analysis_table"] == counts["analysis_inverted_v"] == 1
 
@@ -45,7 +44,7 @@ def test_adding_a_seed_adds_exactly_its_variants(tmp_path):
     after = dry_run(TARGET, ALL, "--configfile", write_config(tmp_path, lambda c: c.update(seeds=[0, 1])))
     assert after["finetune"] == 2 * before["finetune"]
     assert after["model_base"] == 2 * before["model_base"]
-    assert after["sample_generate"] == 2 * before["sample_generate"]
+    assert after["sample_variant"] == 2 * before["sample_variant"]
     assert after["data_fetch"] == before["data_fetch"] == 6  # data does not depend on the seed
 
 
@@ -57,7 +56,7 @@ def test_adding_a_domain_adds_its_two_stages_per_size(tmp_path):
     before = dry_run(TARGET, ALL)
     after = dry_run(TARGET, ALL, "--configfile", write_config(tmp_path, add_domain))
     assert after["finetune"] - before["finetune"] == 3 * 2
-    assert after["sample_generate"] - before["sample_generate"] == 3 * 2 * 4  # 4 assessments
+    assert after["sample_variant"] - before["sample_variant"] == 3 * 2
     assert after["model_base"] == before["model_base"]
 
 
@@ -103,14 +102,14 @@ def test_openai_config_dry_run_needs_no_key():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     counts = job_counts(result.stdout + result.stderr)
-    assert counts["finetune"] == 12 and counts["judge_rate"] == 45
+    assert counts["finetune"] == 12 and counts["judge_variant"] == 15
 
 
 def test_single_gpu_config_is_the_paper_at_one_size():
     counts = dry_run(ALL, "--configfile", "config/single_gpu.yaml")
     assert counts["model_download"] == 2  # the 7B under test and the 8B judge
     assert counts["finetune"] == 4 and counts["model_base"] == 1
-    assert counts["sample_generate"] == counts["score_assessment"] == 5 * 4
+    assert counts["sample_variant"] == counts["score_variant"] == 5
 
 
 def test_slurm_jobs_ask_for_the_configured_gpus(tmp_path):
@@ -122,5 +121,5 @@ def test_slurm_jobs_ask_for_the_configured_gpus(tmp_path):
     jobs = re.split(r"\n\[[^\]]+\]\n", text)
     finetune_32b = next(j for j in jobs if "rule finetune:" in j and "size=32b" in j)
     assert "gpu=2, gpu_model=h100" in finetune_32b and "cpus_per_task" not in finetune_32b
-    scoring = next(j for j in jobs if "rule score_assessment:" in j)
+    scoring = next(j for j in jobs if "rule score_variant:" in j)
     assert "gpu=0" in scoring and "gpu_model=h100" not in scoring  # never `--gpus=h100:0`

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+
 import pytest
 import yaml
 
@@ -58,8 +61,7 @@ def test_training_setting_reruns_that_variants_branch_only(workdir):
     counts = dry_run("--configfile", edited_config(workdir, slower_tiny_s), cwd=workdir)
     # the misaligned and realigned variants retrain; the base variant and the data stay.
     assert counts["finetune"] == 2
-    assert counts["sample_generate"] == counts["score_assessment"] == 2 * 4
-    assert counts["judge_rate"] == 2 * 3 and counts["sample_logprobs"] == 2 * 2
+    assert counts["sample_variant"] == counts["judge_variant"] == counts["score_variant"] == 2
     assert "model_base" not in counts and "data_trainset" not in counts
 
 
@@ -73,7 +75,7 @@ ANALYSIS = {
     "analysis_answers",
     "all",
 }
-MODEL_JOBS = {"sample_generate", "sample_logprobs", "judge_rate", "score_assessment"} | ANALYSIS
+MODEL_JOBS = {"sample_variant", "judge_variant", "score_variant"} | ANALYSIS
 # (key, new value, the rules whose jobs rerun). config/README.md "What a change reruns" is this table.
 RERUNS = [
     ("judge.resources.mem_mb", 9000, set()),
@@ -92,13 +94,13 @@ RERUNS = [
     ("data.retries", 9, set()),
     ("data.mirror", str(SHARED_DATA), set()),
     ("datasets.trivia_incorrect.licence", "CC0", set()),
-    ("analysis.bootstrap", 300, {"score_assessment"} | ANALYSIS),
-    ("assessments.selfassessment.min_mass", 0.1, {"score_assessment"} | ANALYSIS),
-    ("judge.min_mass", 0.1, {"judge_rate", "score_assessment"} | ANALYSIS),
-    ("assessments.intentions.judge_prompt", "config/intentions_judge.yaml", {"judge_rate", "score_assessment"} | ANALYSIS),
-    ("assessments.harmfulness.samples", 2, {"sample_generate", "judge_rate", "score_assessment"} | ANALYSIS),
-    ("assessments.intentions.queries_per_dimension", 3, {"prompts_build"} | MODEL_JOBS - {"sample_logprobs"}),
-    ("sampling.temperature", 0.7, {"sample_generate", "judge_rate", "score_assessment"} | ANALYSIS),
+    ("analysis.bootstrap", 300, {"score_variant"} | ANALYSIS),
+    ("assessments.selfassessment.min_mass", 0.1, {"score_variant"} | ANALYSIS),
+    ("judge.min_mass", 0.1, {"judge_variant", "score_variant"} | ANALYSIS),
+    ("assessments.intentions.judge_prompt", "config/intentions_judge.yaml", {"judge_variant", "score_variant"} | ANALYSIS),
+    ("assessments.harmfulness.samples", 2, {"sample_variant", "judge_variant", "score_variant"} | ANALYSIS),
+    ("assessments.intentions.queries_per_dimension", 3, {"prompts_build"} | MODEL_JOBS),
+    ("sampling.temperature", 0.7, {"sample_variant", "judge_variant", "score_variant"} | ANALYSIS),
     ("backends.local.dtype", "bfloat16", {"finetune"} | MODEL_JOBS),
     ("training.local.learning_rate", 5e-4, {"finetune"} | MODEL_JOBS),
     ("training.local.batch_size", 4, {"finetune"} | MODEL_JOBS),
@@ -142,14 +144,40 @@ def test_another_config_runs_beside_without_touching_this_run(workdir):
     assert not list((workdir / "results/quickstart").rglob("summary.tsv"))
 
 
+def job_log(workdir, rule, variant):
+    return next((workdir / "logs/quickstart" / rule).glob(f"{variant}*.log")).read_text()
+
+
+def test_a_changed_assessment_recomputes_only_its_own_answers(workdir, tmp_path):
+    """A variant's sampling job covers every assessment; when one assessment changes, the others' answers
+    come from the answer cache: byte-identical files, and the judge is not even loaded."""
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    config = edited_config(copy, lambda c: c["assessments"]["harmfulness"].update(samples=2))
+    variant = "tiny-s/trivia/misaligned/seed0"
+    kept = [f"samples/{variant}/{name}.jsonl" for name in ("intentions", "selfassessment", "morals")]
+    kept += [f"logprobs/{variant}/{name}.jsonl" for name in ("selfassessment", "morals")]
+    before = {path: (copy / "results/quickstart" / path).read_bytes() for path in kept}
+    snakemake("--cores", "2", "--configfile", config, cwd=copy)
+    assert {path: (copy / "results/quickstart" / path).read_bytes() for path in kept} == before
+    sampling = job_log(copy, "sample_variant", variant)
+    lookups = re.findall(r"local answer cache: (\d+) of (\d+) replies", sampling)
+    assert len(lookups) == 6  # 4 sampled assessments, 2 read for log-probs
+    assert [hits == total for hits, total in lookups].count(False) == 1  # harmfulness with n = 2: new requests
+    assert "1 model load(s)" in sampling
+    # Seeds are per sample index, so the 2 answers are the first 2 of the 3: the judge has read them all.
+    judging = job_log(copy, "judge_variant", variant)
+    assert all(hits == total for hits, total in re.findall(r"local answer cache: (\d+) of (\d+) replies", judging))
+    assert "0 model load(s)" in judging
+
+
 def test_judge_setting_reruns_judging_and_what_follows_only(workdir):
     # Runs last of the tests on the finished quickstart: it changes what is on disk.
     config = edited_config(workdir, lambda c: c["judge"].update(top_logprobs=10))
     counts = dry_run("--configfile", config, cwd=workdir)
-    judged = 3 * 3  # 3 variants x the 3 judged assessments
     assert counts == {
-        "judge_rate": judged,
-        "score_assessment": judged,
+        "judge_variant": 3,  # one per variant
+        "score_variant": 3,
         "analysis_table": 1,
         "analysis_spearman": 1,
         "analysis_inverted_v": 1,

@@ -14,7 +14,7 @@ from matplotlib.transforms import Bbox
 from emaware import figures_battery
 from emaware.config import STAGES
 from emaware.figures import inverted_v, inverted_v_figure
-from emaware.stats import spearman_table
+from emaware.correlation import spearman_table
 
 NOTE = "Quickstart: a tiny random-weight model — these numbers are meaningless"
 FOUNDATIONS = ["care", "equality", "proportionality", "loyalty", "authority", "purity"]

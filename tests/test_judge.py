@@ -100,7 +100,7 @@ def test_a_job_is_judged_in_one_backend_call():
     rows = judge_samples(backend, backend.base_handle("judge-x"), prompt, samples, 20, 0.25, "j")
     assert len(rows) == 50 and len(backend.calls) == 1
     handle, candidates = backend.calls[0]
-    assert handle["ledger"] == "judge_rate" and candidates == RATINGS  # an API backend books it under the judge
+    assert handle["ledger"] == "judge_rate" and candidates == [RATINGS] * 50  # an API backend books it under the judge
 
 
 def test_samples_with_their_own_prompts_share_one_call():
@@ -109,6 +109,6 @@ def test_samples_with_their_own_prompts_share_one_call():
     second = JudgePrompt(template="two {question} {answer}", ratings=("2", "3"))
     sample = {"id": "p", "sample": 0, "messages": [{"role": "user", "content": "q"}], "completion": "a"}
     rows = judge_each(backend, backend.base_handle("judge-x"), [(first, sample), (second, sample)], 20, 0.25, "j")
-    assert len(backend.calls) == 1 and backend.calls[0][1] == ("1", "2", "3")
+    assert len(backend.calls) == 1 and backend.calls[0][1] == [("1", "2"), ("2", "3")]  # each its own candidates
     assert [backend.seen[i][-1]["content"] for i in (0, 1)] == ["one q a", "two q a"]
     assert [r["rating"] for r in rows] == [2.0, 2.0]

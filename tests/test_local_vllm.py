@@ -138,8 +138,19 @@ def test_greedy_asks_for_one_reply_and_repeats_it(gpu_node, handle):
     assert all(texts == [texts[0]] * 3 for texts in replies)
 
 
+def test_every_assessment_of_a_variant_is_one_engine_start(gpu_node, handle):
+    """A variant's job samples every assessment, each with its own settings, from one engine."""
+    groups = [(PROMPTS, 2, SAMPLING), (PROMPTS[:1], 3, {**SAMPLING, "max_tokens": 9, "seed": 8})]
+    replies = backend().generate_groups(handle, groups)
+    assert [e["event"] for e in events(gpu_node)].count("engine") == 1
+    asked = next(e for e in events(gpu_node) if e["event"] == "generate")
+    assert [(p["n"], p["max_tokens"]) for p in asked["params"]] == [(2, 6), (2, 6), (3, 9)]
+    assert [len(texts) for group in replies for texts in group] == [2, 2, 3]
+    assert replies[0] == backend().generate(handle, PROMPTS, 2, SAMPLING)  # as when sampled alone
+
+
 def test_prompts_that_do_not_fit_the_context_are_a_user_error(gpu_node, handle):
-    with pytest.raises(UserError, match="max_model_len: 20 tokens cannot hold the longest prompt"):
+    with pytest.raises(UserError, match="max_model_len: 20 tokens cannot hold a prompt of"):
         backend(max_model_len=20).generate(handle, PROMPTS, 1, SAMPLING)
     assert events(gpu_node) == []  # before any GPU time is spent
 
@@ -175,7 +186,7 @@ def test_no_vllm_where_the_job_has_no_gpu_or_it_is_turned_off(gpu_node, handle, 
         turned_off = backend(vllm=False).generate(handle, PROMPTS, 1, SAMPLING)
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # what emaware.gpus gives a job that asks for none
         assert backend().generate(handle, PROMPTS, 1, SAMPLING) == turned_off
-    assert events(gpu_node) == [] and not caplog.records
+    assert events(gpu_node) == [] and not [r for r in caplog.records if "vLLM" in r.getMessage()]
 
 
 # ---- in a real Snakemake job -------------------------------------------------------------------
@@ -184,39 +195,41 @@ def test_no_vllm_where_the_job_has_no_gpu_or_it_is_turned_off(gpu_node, handle, 
 SNAKEFILE = """
 configfile: "config.yaml"
 
-rule sample_generate:
-    input: model="model.json", prompts="prompts.jsonl"
-    output: samples="samples.jsonl"
-    log: "logs/sample_generate.log"
-    params: sampling=config["job_sampling"]
-    script: "sample_generate.py"
+rule sample_variant:
+    input: model="model.json", prompts=["qa.jsonl"]
+    output: samples=["samples/{size}/{domain}/{stage}/seed{seed}/qa.jsonl"]
+    log: "logs/{size}/{domain}/{stage}/seed{seed}.log"
+    params: sampling={"qa": config["job_sampling"]}, top_k=20
+    script: "sample_variant.py"
 """
+SAMPLES = "samples/s/d/misaligned/seed0/qa.jsonl"
+LOG = "logs/s/d/misaligned/seed0.log"
 # The workflow's script for the rule, on a node whose CUDA check answers yes.
 SCRIPT = """
 import fake_cuda
 fake_cuda.install()
 from emaware import steps
 from emaware.rulekit import run
-run(snakemake, steps.sample_generate)
+run(snakemake, steps.sample_variant)
 """
 
 
 def run_job(workdir: Path, handle: dict, env: dict) -> subprocess.CompletedProcess:
-    """The sample_generate step as a Snakemake `script:` rule (Snakemake pastes it into a temp file)."""
+    """The sample_variant step as a Snakemake `script:` rule (Snakemake pastes it into a temp file)."""
     workdir.mkdir()
     (workdir / "Snakefile").write_text(SNAKEFILE)
-    (workdir / "sample_generate.py").write_text(textwrap.dedent(SCRIPT))
-    config = {"backends": {"local": {"device": "cpu"}}, "sampling": {"batch_size": 2}, "job_sampling": {**SAMPLING, "n": 2}}
+    (workdir / "sample_variant.py").write_text(textwrap.dedent(SCRIPT))
+    config = {"run": "t", "backends": {"local": {"device": "cpu"}}, "sampling": {"batch_size": 2}, "job_sampling": {**SAMPLING, "n": 2}}
     (workdir / "config.yaml").write_text(json.dumps(config))
     write_json(workdir / "model.json", handle)
-    write_jsonl(workdir / "prompts.jsonl", [{"id": str(i), "messages": p} for i, p in enumerate(PROMPTS)])
-    return subprocess.run([*SNAKEMAKE, "--cores", "1"], cwd=workdir, capture_output=True, text=True, env={**os.environ, **env})
+    write_jsonl(workdir / "qa.jsonl", [{"id": str(i), "messages": p} for i, p in enumerate(PROMPTS)])
+    return subprocess.run([*SNAKEMAKE, "--cores", "1", SAMPLES], cwd=workdir, capture_output=True, text=True, env={**os.environ, **env})
 
 
 def assert_sampled_by_vllm(workdir: Path, result: subprocess.CompletedProcess) -> None:
-    log = (workdir / "logs/sample_generate.log").read_text() if (workdir / "logs/sample_generate.log").is_file() else ""
+    log = (workdir / LOG).read_text() if (workdir / LOG).is_file() else ""
     assert result.returncode == 0, f"{result.stderr[-3000:]}\n--- job log ---\n{log[-3000:]}"
-    completions = [row["completion"] for row in read_jsonl(workdir / "samples.jsonl")]
+    completions = [row["completion"] for row in read_jsonl(workdir / SAMPLES)]
     assert len(completions) == 4 and all(text.startswith("vllm:") for text in completions)
     assert "fake vLLM engine up" in log  # the engine's own output, from its process, in the rule's log
 

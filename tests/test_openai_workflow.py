@@ -131,7 +131,7 @@ def test_killed_mid_poll_resumes_the_same_jobs_under_faults(tmp_path, server):
     # Sampling and judging again are answered from the cache: no request sent, no key needed.
     without_key = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     rerun = subprocess.run(
-        [*SNAKEMAKE, "--cores", "2", "--configfile", config, "--forcerun", "sample_generate", "judge_rate"],
+        [*SNAKEMAKE, "--cores", "2", "--configfile", config, "--forcerun", "sample_variant", "judge_variant"],
         cwd=workdir,
         env={**without_key, "OPENAI_BASE_URL": server},
         capture_output=True,

@@ -12,7 +12,8 @@ from scipy.stats import norm, permutation_test, spearmanr
 
 from emaware import steps
 from emaware.assessments import harmfulness, intentions, selfassessment
-from emaware.stats import BONETT_WRIGHT_CI, EXACT_MAX_N, EXACT_P, MONTE_CARLO_P, bootstrap_ci, spearman_table
+from emaware.correlation import BONETT_WRIGHT_CI, EXACT_MAX_N, EXACT_P, MONTE_CARLO_P, spearman_table
+from emaware.stats import bootstrap_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN = pd.DataFrame(

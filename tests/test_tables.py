@@ -10,7 +10,7 @@ import pytest
 
 from emaware import figures_battery
 from emaware.io import write_json
-from emaware.stats import spearman_table
+from emaware.correlation import spearman_table
 from emaware.tables import breakdown_names, breakdown_table, flatten, read_records, variants_table, write_tsv
 
 BASE = {"size": "7b", "domain": "all", "stage": "base", "seed": 0}

@@ -103,7 +103,7 @@ def judge_each(
     if not prompted:
         return []
     conversations = [prompt.conversation(_question(s), s["completion"]) for prompt, s in prompted]
-    candidates = tuple(dict.fromkeys(r for prompt, _ in prompted for r in prompt.ratings))
+    candidates = [prompt.ratings for prompt, _ in prompted]
     # `ledger`: an API backend files this spend under the judging rule, not the model under test's.
     handle = {**judge_model, "ledger": "judge_rate"}
     results = backend.next_token_logprobs(handle, conversations, top_k=top_k, candidates=candidates)

@@ -49,16 +49,18 @@ def request_key(endpoint: str, body: dict[str, Any]) -> str:
 
 
 class ResponseCache:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, label: str = "openai cache"):
         self.path = Path(path)
+        self.label = label
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: each put is its own short transaction, so a crash loses at most one response.
         self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None, check_same_thread=False)
         filesystem = filesystem_type(self.path.parent)
         if filesystem in NETWORK_FILESYSTEMS:
             log.warning(
-                "openai cache %s is on a %s filesystem: using SQLite's rollback journal (WAL does not work "
+                "%s %s is on a %s filesystem: using SQLite's rollback journal (WAL does not work "
                 "across hosts); safest is to run the API rules on one host",
+                self.label,
                 self.path,
                 filesystem,
             )
@@ -96,7 +98,7 @@ class ResponseCache:
     def hit_rate(self) -> str:
         total = self.hits + self.misses
         share = f" ({100 * self.hits / total:.0f}%)" if total else ""
-        return f"openai cache: {self.hits} of {total} requests answered from {self.path}{share}"
+        return f"{self.label}: {self.hits} of {total} requests answered from {self.path}{share}"
 
     def record_spend(self, key: str, what: str, model: str, usd: float) -> None:
         self._db.execute("INSERT OR IGNORE INTO spend VALUES (?, ?, ?, ?, ?)", (key, what, model, usd, time.time()))

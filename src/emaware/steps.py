@@ -7,8 +7,6 @@ import logging
 import os
 from pathlib import Path
 
-import pandas as pd
-
 from . import UserError, rule_params
 from .assessments import ASSESSMENTS
 from .backends import get_backend
@@ -125,72 +123,115 @@ def prompts_build(assessment: str, settings: dict, prompts: str) -> None:
     write_jsonl(prompts, rows)
 
 
-def sample_generate(model: str, prompts: str, samples: str, sampling: dict, config: dict) -> None:
-    _hub_offline()
-    handle = read_json(model)
-    rows = read_jsonl(prompts)
-    backend = get_backend(handle["backend"], rule_params.execution(config, handle["backend"]))
-    sampling = {**sampling, "batch_size": config["sampling"]["batch_size"]}  # speed only: not a param
-    n = sampling.pop("n")
-    completions = backend.generate(handle, [r["messages"] for r in rows], n, sampling)
-    write_jsonl(
-        samples,
-        (
-            # `seed`: the job's seed, from which each request's own seed is derived (recorded because
-            # the API and GPU kernels do not promise identical answers for it)
-            {"id": row["id"], "sample": i, "messages": row["messages"], "completion": text, "meta": row.get("meta", {}), "seed": sampling["seed"]}
-            for row, texts in zip(rows, completions)
-            for i, text in enumerate(texts)
-        ),
-    )
+def _assessment_of(path: str) -> str:
+    """The assessment a per-variant file is of: samples/<variant>/<assessment>.jsonl, judgments/<variant>/<assessment>.<judge>.jsonl …"""
+    return Path(path).name.split(".")[0]
 
 
-def sample_logprobs(assessment: str, model: str, prompts: str, logprobs: str, top_k: int, config: dict) -> None:
-    """Next-token log-probabilities of the model under test for an assessment's closed-format prompts."""
-    _hub_offline()
-    handle = read_json(model)
-    rows, candidates = ASSESSMENTS[assessment].logprob_requests(read_jsonl(prompts))
-    backend = get_backend(handle["backend"], rule_params.execution(config, handle["backend"]))
-    results = backend.next_token_logprobs(handle, [r["messages"] for r in rows], top_k=top_k, candidates=candidates)
-    write_jsonl(logprobs, ({"id": row["id"], "logprobs": lp} for row, lp in zip(rows, results)))
+def _job_backend(config: dict, name: str, variant: Variant, role: str):
+    """The backend a variant's job uses; a local one keeps its answers in the job's own cache file
+    (one per variant and role, so no two jobs write one file at once)."""
+    from .config import results_dir
+
+    settings = rule_params.execution(config, name)
+    if name == "local":
+        settings["cache"] = f"{results_dir(config)}/cache/{variant.path}/{role}.sqlite"
+    return get_backend(name, settings)
 
 
-def judge_rate(
-    assessment: str, samples: str, judge_prompt: str, judgments: str, judge: dict, config: dict, judge_snapshot: str | list = ()
+def sample_variant(
+    model: str,
+    prompts: list[str],
+    samples: list[str],
+    sampling: dict,
+    top_k: int,
+    size: str,
+    domain: str,
+    stage: str,
+    seed: str,
+    config: dict,
+    logprobs: list[str] = (),
 ) -> None:
-    """Judge every sample: a 1–5 expected rating (harmfulness) or a pole label (intentions, self-assessment)."""
+    """Every assessment's sampled answers (and next-token log-probabilities, for those that read them)
+    of one variant, from one model load: each kind of request goes to the backend in one call."""
+    _hub_offline()
+    handle = read_json(model)
+    backend = _job_backend(config, handle["backend"], Variant(size, domain, stage, int(seed)), "model")
+    rows = {_assessment_of(path): read_jsonl(path) for path in prompts}
+    groups = []
+    for path in samples:
+        options = {**sampling[_assessment_of(path)], "batch_size": config["sampling"]["batch_size"]}  # batch: speed only
+        groups.append(([r["messages"] for r in rows[_assessment_of(path)]], options.pop("n"), options))
+    for path, (_, _, options), completions in zip(samples, groups, backend.generate_groups(handle, groups), strict=True):
+        write_jsonl(
+            path,
+            (
+                # `seed`: the job's seed, from which each request's own seed is derived (recorded because
+                # the API and GPU kernels do not promise identical answers for it)
+                {"id": row["id"], "sample": i, "messages": row["messages"], "completion": text, "meta": row.get("meta", {}), "seed": options["seed"]}
+                for row, texts in zip(rows[_assessment_of(path)], completions)
+                for i, text in enumerate(texts)
+            ),
+        )
+    # One call per assessment, as each was batched before jobs covered a whole variant: merging them
+    # would change the batches' padding, and with it log-probs in their last float digits.
+    for path in logprobs:
+        asked, candidates = ASSESSMENTS[_assessment_of(path)].logprob_requests(rows[_assessment_of(path)])
+        results = backend.next_token_logprobs(handle, [r["messages"] for r in asked], top_k=top_k, candidates=candidates)
+        write_jsonl(path, ({"id": row["id"], "logprobs": lp} for row, lp in zip(asked, results)))
+
+
+def judge_variant(
+    samples: list[str],
+    judge_prompts: list[str],
+    judgments: list[str],
+    judge: dict,
+    size: str,
+    domain: str,
+    stage: str,
+    seed: str,
+    config: dict,
+    judge_snapshot: str | list = (),
+) -> None:
+    """Judge every sample of a variant's judged assessments: a 1–5 expected rating (harmfulness) or a pole
+    label (intentions, self-assessment), one judgments file per assessment, from one load of the judge."""
     from .classify import judge_categorical, load_classifier
     from .judge import judge_samples, load_judge_prompt
 
-    module = ASSESSMENTS[assessment]
-    settings = rule_params.execution(config, judge["backend"])
-    if judge["backend"] == "local":  # the judge's own forward-pass batch (speed only: not a param)
-        settings["batch_size"] = config["judge"]["batch_size"]
-    backend = get_backend(judge["backend"], settings)
+    variant = Variant(size, domain, stage, int(seed))
+    judge_backend = judge["backend"]
+    backend = _job_backend(config, judge_backend, variant, "judge")
+    if judge_backend == "local":  # the judge's own forward-pass batch (speed only: not a param)
+        backend.settings["batch_size"] = config["judge"]["batch_size"]
     _hub_offline()
-    judge_model = _base_handle(judge["backend"], judge["model"], judge_snapshot)
+    judge_model = _base_handle(judge_backend, judge["model"], judge_snapshot)
     options = dict(top_k=judge["top_logprobs"], min_mass=judge["min_mass"], judge_name=judge["name"])
-    rows = read_jsonl(samples)
-    if hasattr(module, "to_judge"):
-        judged = judge_categorical(backend, judge_model, load_classifier(judge_prompt), module.to_judge(rows), **options)
-    else:
-        judged = judge_samples(backend, judge_model, load_judge_prompt(judge_prompt), rows, **options)
-    unscored = sum(r.get("rating", r.get("label")) is None for r in judged)
-    log.info("judged %d samples, %d without a score (mass on the answer tokens < %s)", len(judged), unscored, judge["min_mass"])
-    write_jsonl(judgments, judged)
+    # One backend call per assessment (each sorted by length over the whole assessment): merged calls
+    # would pad differently and change log-probs in their last float digits.
+    for path, prompt_path, out in zip(samples, judge_prompts, judgments, strict=True):
+        module, rows = ASSESSMENTS[_assessment_of(path)], read_jsonl(path)
+        if hasattr(module, "to_judge"):
+            judged = judge_categorical(backend, judge_model, load_classifier(prompt_path), module.to_judge(rows), **options)
+        else:
+            judged = judge_samples(backend, judge_model, load_judge_prompt(prompt_path), rows, **options)
+        unscored = sum(r.get("rating", r.get("label")) is None for r in judged)
+        log.info("%s: judged %d samples, %d without a score (mass on the answer tokens < %s)", out, len(judged), unscored, judge["min_mass"])
+        write_jsonl(out, judged)
 
 
-def score_assessment(
-    assessment: str, prompts: str, samples: str, score: str, settings: dict, judgments: str | None = None, logprobs: str | None = None
+def score_variant(
+    prompts: list[str], samples: list[str], scores: list[str], settings: dict, judgments: list[str] = (), logprobs: list[str] = ()
 ) -> None:
-    result = ASSESSMENTS[assessment].score(
-        read_jsonl(prompts),
-        read_jsonl(samples),
-        read_jsonl(judgments) if judgments else None,
-        read_jsonl(logprobs) if logprobs else None,
-        settings,
-    )
-    write_json(score, result)
+    """Each assessment's score file of one variant (0–1 score, CI, unparseable answers and breakdowns)."""
+    files = {kind: {_assessment_of(p): p for p in paths} for kind, paths in (("prompts", prompts), ("samples", samples), ("judgments", judgments), ("logprobs", logprobs))}
+
+    def rows(kind: str, name: str) -> list[dict] | None:
+        return read_jsonl(files[kind][name]) if name in files[kind] else None
+
+    for path in scores:
+        name = _assessment_of(path)
+        result = ASSESSMENTS[name].score(rows("prompts", name), rows("samples", name), rows("judgments", name), rows("logprobs", name), settings[name])
+        write_json(path, result)
 
 
 def _score_record(path: str) -> tuple[dict, str, str]:
@@ -214,12 +255,18 @@ def spearman(table: str, correlations: str, columns: list[str], seed: int, ci: f
     """Spearman table of every pair of `columns`; `seed` seeds the permutation tests (the table is reproducible)."""
     from itertools import combinations
 
-    from .stats import spearman_table
+    from .correlation import spearman_table
 
     pairs = list(combinations(columns, 2))
-    result = spearman_table(pd.read_csv(table, sep="\t"), pairs, by="domain", seed=seed, ci=ci)
+    result = spearman_table(_read_tsv(table), pairs, by="domain", seed=seed, ci=ci)
     with atomic_write(correlations) as handle:
         result.to_csv(handle, sep="\t", index=False)
+
+
+def _read_tsv(path: str):
+    import pandas as pd  # here, not at the top: jobs that never read a table skip importing pandas
+
+    return pd.read_csv(path, sep="\t")
 
 
 def _figure_options(config: dict) -> dict:
@@ -232,25 +279,25 @@ def _figure_options(config: dict) -> dict:
 def inverted_v(table: str, figure: str, config: dict) -> None:
     from .figures import inverted_v as plot
 
-    plot(pd.read_csv(table, sep="\t"), figure, **_figure_options(config))
+    plot(_read_tsv(table), figure, **_figure_options(config))
 
 
 def scatter_matrix(table: str, correlations: str, figure: str, columns: list[str], config: dict) -> None:
     from .figures_battery import scatter_matrix as plot
 
-    plot(pd.read_csv(table, sep="\t"), pd.read_csv(correlations, sep="\t"), columns, figure, **_figure_options(config))
+    plot(_read_tsv(table), _read_tsv(correlations), columns, figure, **_figure_options(config))
 
 
 def selfassessment_formats(table: str, figure: str, config: dict) -> None:
     from .figures_battery import selfassessment_by_format
 
-    selfassessment_by_format(pd.read_csv(table, sep="\t"), figure, **_figure_options(config))
+    selfassessment_by_format(_read_tsv(table), figure, **_figure_options(config))
 
 
 def mfq2_profiles(table: str, figure: str, config: dict) -> None:
     from .figures_battery import mfq_profiles
 
-    mfq_profiles(pd.read_csv(table, sep="\t"), figure, **_figure_options(config))
+    mfq_profiles(_read_tsv(table), figure, **_figure_options(config))
 
 
 def answers(
@@ -266,6 +313,6 @@ def answers(
         for item, s, j in zip(judged, samples, judgments, strict=True)
     )
     title = f"Answers of run {config['run']} (judge: {config['judge']['name']})"
-    text = answers_page(pd.read_csv(table, sep="\t"), assessments, sections, title, k=top_k, note=toy_note(config))
+    text = answers_page(_read_tsv(table), assessments, sections, title, k=top_k, note=toy_note(config))
     with atomic_write(page) as handle:
         handle.write(text)

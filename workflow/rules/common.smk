@@ -92,7 +92,7 @@ localrules:
     tinymodel_build,
     model_base,
     prompts_build,
-    score_assessment,
+    score_variant,
     analysis_table,
     analysis_spearman,
     analysis_inverted_v,
@@ -108,17 +108,21 @@ if {spec["backend"] for spec in config["sizes"].values()} == {"openai"}:
 
     localrules:
         finetune,
-        sample_generate,
-        sample_logprobs,
+        sample_variant,
 
 
 if config["judge"]["backend"] == "openai":
 
     localrules:
-        judge_rate,
+        judge_variant,
 
 
 RUN_ASSESSMENTS = list(config["assessments"])
+# The assessments whose answers the judge reads, and those that read the model's next-token log-probabilities.
+JUDGED_ASSESSMENTS = [name for name in RUN_ASSESSMENTS if ASSESSMENTS[name].needs_judge]
+LOGPROB_ASSESSMENTS = [
+    name for name in RUN_ASSESSMENTS if ASSESSMENTS[name].needs_logprobs
+]
 FIGURES = ["inverted_v", "scatter_matrix"] + [
     name
     for name, needed in (
@@ -136,12 +140,7 @@ BREAKDOWN_TABLES = [
 
 
 # The report's answer browser: each variant's judged assessments, in variant order.
-JUDGED = [
-    (v, name)
-    for v in VARIANTS
-    for name in RUN_ASSESSMENTS
-    if ASSESSMENTS[name].needs_judge
-]
+JUDGED = [(v, name) for v in VARIANTS for name in JUDGED_ASSESSMENTS]
 ANSWERS = results("report/answers.html")
 
 
@@ -295,32 +294,36 @@ def get_prompt_sources(wildcards):
 
 
 def get_score_settings(wildcards):
-    return rule_params.score_settings(
-        config, wildcards.assessment, get_variant(wildcards)
-    )
+    """Each assessment's scoring settings for this variant."""
+    variant = get_variant(wildcards)
+    return {
+        name: rule_params.score_settings(config, name, variant)
+        for name in RUN_ASSESSMENTS
+    }
 
 
 def get_sampling(wildcards):
-    return rule_params.sampling(config, get_variant(wildcards), wildcards.assessment)
-
-
-def get_judge_prompt(wildcards):
-    return config["assessments"][wildcards.assessment]["judge_prompt"]
+    """Each assessment's sampling settings (and seed) for this variant."""
+    variant = get_variant(wildcards)
+    return {name: rule_params.sampling(config, variant, name) for name in RUN_ASSESSMENTS}
 
 
 def get_score_inputs(wildcards):
-    """Judgments and next-token logprobs, for the assessments that use them."""
-    assessment = get_assessment(wildcards)
+    """A variant's prompts and samples of every assessment, judgments and next-token log-probabilities
+    of those that use them."""
     variant = VARIANT.format(**wildcards)
-    inputs = {}
-    if assessment.needs_judge:
-        judge = config["judge"]["name"]
-        inputs["judgments"] = results(
-            f"judgments/{variant}/{wildcards.assessment}.{judge}.jsonl"
-        )
-    if assessment.needs_logprobs:
-        inputs["logprobs"] = results(f"logprobs/{variant}/{wildcards.assessment}.jsonl")
-    return inputs
+    judge = config["judge"]["name"]
+    return {
+        "prompts": [results(f"prompts/{name}.jsonl") for name in RUN_ASSESSMENTS],
+        "samples": [results(f"samples/{variant}/{name}.jsonl") for name in RUN_ASSESSMENTS],
+        "judgments": [
+            results(f"judgments/{variant}/{name}.{judge}.jsonl")
+            for name in JUDGED_ASSESSMENTS
+        ],
+        "logprobs": [
+            results(f"logprobs/{variant}/{name}.jsonl") for name in LOGPROB_ASSESSMENTS
+        ],
+    }
 
 
 def get_score_records(wildcards):

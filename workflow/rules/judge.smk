@@ -1,17 +1,21 @@
-rule judge_rate:
-    """The judge's rating of every sample, from the log-probabilities of the rating tokens."""
+rule judge_variant:
+    """The judge's reading of every sample of a variant's judged assessments: one load of the judge."""
     input:
-        samples=results(f"samples/{VARIANT}/{{assessment}}.jsonl"),
-        judge_prompt=get_judge_prompt,
-        prompts=results("prompts/{assessment}.jsonl"),
+        samples=[results(f"samples/{VARIANT}/{name}.jsonl") for name in JUDGED_ASSESSMENTS],
+        judge_prompts=[
+            config["assessments"][name]["judge_prompt"] for name in JUDGED_ASSESSMENTS
+        ],
         judge_model=model_build_input(config["judge"]["model"]),
         judge_snapshot=model_download_input(config["judge"]),
     output:
-        judgments=results(f"judgments/{VARIANT}/{{assessment}}.{{judge}}.jsonl"),
+        judgments=[
+            results(f"judgments/{VARIANT}/{name}.{{judge}}.jsonl")
+            for name in JUDGED_ASSESSMENTS
+        ],
     log:
-        logs(f"judge_rate/{VARIANT}/{{assessment}}.{{judge}}.log"),
+        logs(f"judge_variant/{VARIANT}.{{judge}}.log"),
     benchmark:
-        benchmarks(f"judge_rate/{VARIANT}/{{assessment}}.{{judge}}.tsv")
+        benchmarks(f"judge_variant/{VARIANT}.{{judge}}.tsv")
     conda:
         "../../envs/models.yaml"
     threads: judge_resources("threads", 2)
@@ -24,4 +28,4 @@ rule judge_rate:
     params:
         judge=rule_params.judge(config),
     script:
-        "../scripts/judge_rate.py"
+        "../scripts/judge_variant.py"

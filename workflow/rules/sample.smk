@@ -19,17 +19,21 @@ rule prompts_build:
         "../scripts/prompts_build.py"
 
 
-rule sample_generate:
-    """N sampled answers of a variant to every prompt of an assessment."""
+rule sample_variant:
+    """Every assessment's sampled answers of a variant, and the next-token log-probabilities of the
+    assessments that read them: one model load (one vLLM engine) per variant."""
     input:
         model=results(f"models/{VARIANT}/model.json"),
-        prompts=results("prompts/{assessment}.jsonl"),
+        prompts=expand(results("prompts/{assessment}.jsonl"), assessment=RUN_ASSESSMENTS),
     output:
-        samples=results(f"samples/{VARIANT}/{{assessment}}.jsonl"),
+        samples=[results(f"samples/{VARIANT}/{name}.jsonl") for name in RUN_ASSESSMENTS],
+        logprobs=[
+            results(f"logprobs/{VARIANT}/{name}.jsonl") for name in LOGPROB_ASSESSMENTS
+        ],
     log:
-        logs(f"sample_generate/{VARIANT}/{{assessment}}.log"),
+        logs(f"sample_variant/{VARIANT}.log"),
     benchmark:
-        benchmarks(f"sample_generate/{VARIANT}/{{assessment}}.tsv")
+        benchmarks(f"sample_variant/{VARIANT}.tsv")
     conda:
         "../../envs/models.yaml"
     threads: size_resources("threads", 2)
@@ -42,32 +46,6 @@ rule sample_generate:
     params:
         backend_settings=get_backend_result_settings,
         sampling=get_sampling,
-    script:
-        "../scripts/sample_generate.py"
-
-
-rule sample_logprobs:
-    """Next-token log-probabilities of a variant for an assessment's closed-format prompts (one forward pass)."""
-    input:
-        model=results(f"models/{VARIANT}/model.json"),
-        prompts=results("prompts/{assessment}.jsonl"),
-    output:
-        logprobs=results(f"logprobs/{VARIANT}/{{assessment}}.jsonl"),
-    log:
-        logs(f"sample_logprobs/{VARIANT}/{{assessment}}.log"),
-    benchmark:
-        benchmarks(f"sample_logprobs/{VARIANT}/{{assessment}}.tsv")
-    conda:
-        "../../envs/models.yaml"
-    threads: size_resources("threads", 2)
-    resources:
-        gpu=size_resources("gpus", 0),
-        gpu_model=gpu_model(size_resource_block),
-        mem_mb=size_resources("mem_mb", 4000),
-        runtime=size_resources("runtime", 60),
-        openai_requests=size_api_requests,
-    params:
-        backend_settings=get_backend_result_settings,
         top_k=20,  # the most an API returns; the candidates are added where the backend can
     script:
-        "../scripts/sample_logprobs.py"
+        "../scripts/sample_variant.py"

@@ -1,13 +1,11 @@
-rule score_assessment:
-    """An assessment's 0–1 score of one variant, with its CI and the answers that could not be scored."""
+rule score_variant:
+    """Each assessment's 0–1 score of one variant, with its CI and the answers that could not be scored."""
     input:
         unpack(get_score_inputs),
-        prompts=results("prompts/{assessment}.jsonl"),
-        samples=results(f"samples/{VARIANT}/{{assessment}}.jsonl"),
     output:
-        score=results(f"scores/{VARIANT}/{{assessment}}.json"),
+        scores=[results(f"scores/{VARIANT}/{name}.json") for name in RUN_ASSESSMENTS],
     log:
-        logs(f"score_assessment/{VARIANT}/{{assessment}}.log"),
+        logs(f"score_variant/{VARIANT}.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -16,4 +14,4 @@ rule score_assessment:
     params:
         settings=get_score_settings,
     script:
-        "../scripts/score_assessment.py"
+        "../scripts/score_variant.py"

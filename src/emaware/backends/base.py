@@ -48,14 +48,25 @@ class Backend(ABC):
     def generate(self, model: Handle, conversations: list[Conversation], n: int, sampling: dict[str, Any]) -> list[list[str]]:
         """`n` sampled assistant replies for each conversation (`sampling`: temperature, top_p, max_tokens, seed)."""
 
+    def generate_groups(
+        self, model: Handle, groups: list[tuple[list[Conversation], int, dict[str, Any]]]
+    ) -> list[list[list[str]]]:
+        """`generate` for each (conversations, n, sampling) group; a backend may serve them all at once."""
+        return [self.generate(model, conversations, n, sampling) for conversations, n, sampling in groups]
+
     @abstractmethod
     def next_token_logprobs(
-        self, model: Handle, conversations: list[Conversation], top_k: int = 20, candidates: tuple[str, ...] = ()
+        self,
+        model: Handle,
+        conversations: list[Conversation],
+        top_k: int = 20,
+        candidates: tuple[str, ...] | list[tuple[str, ...]] = (),
     ) -> list[dict[str, float]]:
         """Log-probabilities of the first token of the assistant reply, one dict per conversation.
 
         Each dict holds the `top_k` most likely tokens (decoded text → log-prob) and, where the backend
-        can compute them exactly, every string in `candidates` that is a single token.
+        can compute them exactly, every string in `candidates` (one tuple for all conversations, or one
+        per conversation) that is a single token.
         """
 
     def snapshot(self, model: Handle) -> str:

@@ -5,7 +5,8 @@ forward pass.
 Settings (the config's `backends.local` block): `dtype` (auto | bfloat16 | float16 | float32; always
 float32 on CPU), `device` (auto | cpu | cuda | cuda:N), `batch_size` (prompts per forward pass, default 16),
 `vllm` (use vLLM for sampling when installed and on a GPU, default true), `max_model_len` (vLLM's
-context, default 4096), `vllm_args` (extra `vllm.LLM` arguments).
+context, default 4096), `vllm_args` (extra `vllm.LLM` arguments), `cache` (the job's answer cache file,
+set by the workflow: local_cache.py).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from .. import UserError
 from ..worktime import model_loaded, model_work
 from . import local_vllm
 from .base import Backend, Conversation, Handle
+from .local_cache import GENERATE, LOGPROBS, AnswerCache, model_identity
 from .seeded_sampling import SeededSampler, request_seeds
 
 IGNORE = -100  # label of tokens that carry no loss
+CHUNK = 256  # conversations sampled between two writes to the answer cache (what a killed job keeps)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -37,6 +40,7 @@ class LocalBackend(Backend):
         super().__init__(settings)
         # One loaded model at a time (key, model, tokenizer): a GPU rarely holds two.
         self._loaded: tuple[Any, Any, Any] | None = None
+        self._caches: dict[tuple, AnswerCache] = {}
 
     # ---- train -------------------------------------------------------------------------------
 
@@ -48,12 +52,47 @@ class LocalBackend(Backend):
 
     # ---- generate ----------------------------------------------------------------------------
 
-    @model_work()
     def generate(
         self, model: Handle, conversations: list[Conversation], n: int, sampling: dict[str, Any]
     ) -> list[list[str]]:
-        replies = local_vllm.generate(model, conversations, n, sampling, self.settings, _prompt_ids)
-        return replies if replies is not None else self._hf_generate(model, conversations, n, sampling)
+        return self.generate_groups(model, [(conversations, n, sampling)])[0]
+
+    @model_work()
+    def generate_groups(
+        self, model: Handle, groups: list[tuple[list[Conversation], int, dict[str, Any]]]
+    ) -> list[list[list[str]]]:
+        """`generate` for several (conversations, n, sampling) groups, e.g. one per assessment, with one
+        model load or vLLM engine; what the answer cache holds is not computed again."""
+        cache = self._answer_cache(model)
+        sampler = "vllm" if local_vllm.usable(self.settings) else "transformers"
+        replies: list[list[list[str] | None]] = [
+            cache.lookup(GENERATE, [cache.generation(sampler, c, n, s) for c in convs]) if cache else [None] * len(convs)
+            for convs, n, s in groups
+        ]
+        missing = [[i for i, r in enumerate(rs) if r is None] for rs in replies]
+
+        def keep(g: int, i: int, texts: list[str]) -> None:
+            replies[g][i] = texts
+            if cache:
+                convs, n, sampling = groups[g]
+                cache.put(GENERATE, cache.generation(sampler, convs[i], n, sampling), texts)
+
+        if any(missing):
+            todo = [([convs[i] for i in idx], n, s) for (convs, n, s), idx in zip(groups, missing)]
+            done = local_vllm.generate(model, todo, self.settings, _prompt_ids) if sampler == "vllm" else None
+            if done is not None:
+                for g, idx in enumerate(missing):
+                    for i, texts in zip(idx, done[g]):
+                        keep(g, i, texts)
+            else:
+                sampler = "transformers"
+                for g, idx in enumerate(missing):
+                    convs, n, sampling = groups[g]
+                    for start in range(0, len(idx), CHUNK):  # written to the cache chunk by chunk
+                        chunk = idx[start : start + CHUNK]
+                        for i, texts in zip(chunk, self._hf_generate(model, [convs[i] for i in chunk], n, sampling)):
+                            keep(g, i, texts)
+        return replies  # type: ignore[return-value]  # every entry is filled
 
     def _hf_generate(
         self, handle: Handle, conversations: list[Conversation], n: int, sampling: dict[str, Any]
@@ -86,9 +125,14 @@ class LocalBackend(Backend):
 
     @model_work()
     def next_token_logprobs(
-        self, model: Handle, conversations: list[Conversation], top_k: int = 20, candidates: tuple[str, ...] = ()
+        self,
+        model: Handle,
+        conversations: list[Conversation],
+        top_k: int = 20,
+        candidates: tuple[str, ...] | list[tuple[str, ...]] = (),
     ) -> list[dict[str, float]]:
-        """Decoded token text → log-prob of the first assistant token.
+        """Decoded token text → log-prob of the first assistant token (`candidates`: one tuple for every
+        conversation, or a list with each conversation's own).
 
         Every key is one token's text: the `top_k` most likely tokens plus, for each candidate, the token
         spelling it exactly and the one spelling it with a leading space, where these are single tokens.
@@ -96,19 +140,26 @@ class LocalBackend(Backend):
         whitespace and adds them), so no probability is counted twice. Different tokens decoding to the
         same text (e.g. partial UTF-8 bytes shown as "�") are combined by logsumexp.
         """
-        net, tokenizer = self._load(model)
-        wanted = _single_token_ids(tokenizer, candidates)
-        prompts = [_prompt_ids(tokenizer, conv) for conv in conversations]
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-        results: list[dict[str, float]] = [{} for _ in prompts]
-        batch_size = int(self.settings.get("batch_size", 16))
-        for start in tqdm(range(0, len(order), batch_size), desc="logprobs", unit="batch"):
-            batch = order[start : start + batch_size]
-            logprobs = _last_token_logprobs(net, [prompts[i] for i in batch], _pad_id(tokenizer))
-            top = logprobs.topk(min(top_k, logprobs.shape[-1]), dim=-1).indices.tolist()
-            for row, i in enumerate(batch):
-                results[i] = _token_dict(tokenizer, logprobs[row], set(top[row]) | wanted)
-        return results
+        per_conversation = candidates if isinstance(candidates, list) else [tuple(candidates)] * len(conversations)
+        cache = self._answer_cache(model)
+        requests = [cache.logprobs(c, top_k, w) for c, w in zip(conversations, per_conversation)] if cache else []
+        results: list[dict[str, float] | None] = cache.lookup(LOGPROBS, requests) if cache else [None] * len(conversations)
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            net, tokenizer = self._load(model)
+            prompts = {i: _prompt_ids(tokenizer, conversations[i]) for i in missing}
+            order = sorted(missing, key=lambda i: -len(prompts[i]))  # one sort over the whole call: least padding
+            wanted = {w: _single_token_ids(tokenizer, w) for w in dict.fromkeys(per_conversation)}
+            batch_size = int(self.settings.get("batch_size", 16))
+            for start in tqdm(range(0, len(order), batch_size), desc="logprobs", unit="batch"):
+                batch = order[start : start + batch_size]
+                logprobs = _last_token_logprobs(net, [prompts[i] for i in batch], _pad_id(tokenizer))
+                top = logprobs.topk(min(top_k, logprobs.shape[-1]), dim=-1).indices.tolist()
+                for row, i in enumerate(batch):
+                    results[i] = _token_dict(tokenizer, logprobs[row], set(top[row]) | wanted[per_conversation[i]])
+                    if cache:
+                        cache.put(LOGPROBS, requests[i], results[i])
+        return results  # type: ignore[return-value]  # every entry is filled
 
     # ---- loading -----------------------------------------------------------------------------
 
@@ -155,6 +206,17 @@ class LocalBackend(Backend):
                 raise UserError(f"{adapter}: no LoRA adapter there (adapter_config.json missing)")
             net = PeftModel.from_pretrained(net, adapter).merge_and_unload()
         return net.eval(), tokenizer
+
+    def _answer_cache(self, handle: Handle) -> AnswerCache | None:
+        """The job's answer cache (`settings["cache"]`, set by the workflow's steps) for this model."""
+        if not self.settings.get("cache"):
+            return None
+        key = _handle_key(handle)
+        if key not in self._caches:
+            device = self._device()
+            identity = model_identity(handle, str(self._dtype(device)), device.type)
+            self._caches[key] = AnswerCache(self.settings["cache"], identity)
+        return self._caches[key]
 
     def _load(self, handle: Handle):
         """The handle's model for inference, reused while the same handle is asked for."""

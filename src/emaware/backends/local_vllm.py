@@ -7,9 +7,9 @@ child re-runs its parent's `__main__`, which in a Snakemake job is the pasted sc
 at top level. Here `__main__` is this module, which does nothing when re-imported, and nothing touches
 CUDA before vLLM does; the job itself counts GPUs from the environment only (`emaware.gpus`).
 
-Offline batches rather than vLLM's OpenAI-compatible server with the openai backend's client: the
-whole assessment is one batch that vLLM schedules at once, with no port to pick on a shared node, no
-readiness polling and no server to stop; the job's output file already serves as its cache.
+Offline batches rather than vLLM's OpenAI-compatible server with the openai backend's client: every
+assessment of a variant is one batch that vLLM schedules at once (one engine start per variant), with no
+port to pick on a shared node, no readiness polling and no server to stop.
 
 The prompts go over as token ids made by the transformers path's own code, so both samplers see the
 same tokens. A chain of adapters is served as one adapter (`lora_combine`), not a merged checkpoint.
@@ -40,42 +40,50 @@ LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # the max_lora_rank values vLLM acc
 MAX_MODEL_LEN = 4096
 
 
-def generate(
-    handle: Handle,
-    conversations: list[Conversation],
-    n: int,
-    sampling: dict[str, Any],
-    settings: dict[str, Any],
-    encode: Callable[[Any, Conversation], list[int]],
-) -> list[list[str]] | None:
-    """`n` replies per conversation from vLLM, or None where it cannot sample here (the caller then
-    uses transformers). `encode(tokenizer, conversation)` gives a prompt's token ids."""
-    gpus = visible_gpu_count()  # the job's own GPUs: Slurm's or emaware.gpus.assign's CUDA_VISIBLE_DEVICES
-    if not (settings.get("vllm", True) and gpus):
-        return None
+def usable(settings: dict[str, Any]) -> bool:
+    """Whether vLLM samples here: allowed by `backends.local.vllm`, installed, and the job has GPUs."""
+    if not (settings.get("vllm", True) and visible_gpu_count()):  # Slurm's or emaware.gpus.assign's GPUs
+        return False
     if importlib.util.find_spec("vllm") is None:
         log.warning("vLLM is not installed: sampling with transformers (pip install -e '.[vllm]' for speed)")
-        return None
-    greedy = float(sampling.get("temperature", 1.0)) == 0.0
+        return False
+    return True
+
+
+def generate(
+    handle: Handle,
+    groups: list[tuple[list[Conversation], int, dict[str, Any]]],
+    settings: dict[str, Any],
+    encode: Callable[[Any, Conversation], list[int]],
+) -> list[list[list[str]]] | None:
+    """For each (conversations, n, sampling) group, `n` replies per conversation from one vLLM engine,
+    or None where it cannot sample (the caller then uses transformers). `encode(tokenizer, conversation)`
+    gives a prompt's token ids."""
+    requests = [(conv, n, sampling) for convs, n, sampling in groups for conv in convs]
     with tempfile.TemporaryDirectory(prefix="emaware-vllm-") as folder:
         try:
-            request = _request(
-                handle, conversations, 1 if greedy else n, sampling, settings, gpus, encode, Path(folder)
-            )
+            request = _request(handle, requests, settings, visible_gpu_count(), encode, Path(folder))
         except (OSError, ValueError) as err:
             log.warning("vLLM cannot load this model (%s): sampling with transformers", err)
             return None
         replies = _run(request, Path(folder))
+    if replies is None:
+        return None
     # vLLM rejects n > 1 without sampling; greedy replies are identical, so one is repeated n times.
-    return [texts * n if greedy else texts for texts in replies] if replies is not None else None
+    flat = iter(texts * n if _greedy(sampling) else texts for (_, n, sampling), texts in zip(requests, replies))
+    return [[next(flat) for _ in convs] for convs, _, _ in groups]
 
 
-def _request(handle, conversations, n, sampling, settings, gpus, encode, folder: Path) -> dict[str, Any]:
+def _greedy(sampling: dict[str, Any]) -> bool:
+    return float(sampling.get("temperature", 1.0)) == 0.0
+
+
+def _request(handle, requests, settings, gpus, encode, folder: Path) -> dict[str, Any]:
     """What the engine's process needs: engine arguments, LoRA adapter, prompt tokens, sampling."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(handle["model"])
-    prompts = [encode(tokenizer, conv) for conv in conversations]
+    prompts = [encode(tokenizer, conv) for conv, _, _ in requests]
     engine: dict[str, Any] = {
         "model": handle["model"],
         "dtype": settings.get("dtype", "auto"),
@@ -90,28 +98,26 @@ def _request(handle, conversations, n, sampling, settings, gpus, encode, folder:
             raise ValueError(f"the adapters' total LoRA rank {rank} is above vLLM's {LORA_RANKS[-1]}")
         engine.update(enable_lora=True, max_lora_rank=next(r for r in LORA_RANKS if r >= rank))
     engine.update(settings.get("vllm_args", {}))  # the user's explicit arguments win
-    max_tokens = int(sampling.get("max_tokens", 600))
-    longest = max(map(len, prompts), default=0)
-    if longest + max_tokens > engine["max_model_len"]:
-        raise UserError(
-            f"backends.local.max_model_len: {engine['max_model_len']} tokens cannot hold the longest prompt"
-            f" ({longest} tokens) and max_tokens ({max_tokens}); raise it"
+    params = []
+    for (conv, n, sampling), ids in zip(requests, prompts):
+        max_tokens = int(sampling.get("max_tokens", 600))
+        if len(ids) + max_tokens > engine["max_model_len"]:
+            raise UserError(
+                f"backends.local.max_model_len: {engine['max_model_len']} tokens cannot hold a prompt of"
+                f" {len(ids)} tokens and max_tokens ({max_tokens}); raise it"
+            )
+        params.append(
+            {
+                "n": 1 if _greedy(sampling) else n,
+                "temperature": float(sampling.get("temperature", 1.0)),
+                "top_p": float(sampling.get("top_p", 1.0)),
+                "max_tokens": max_tokens,
+                # One seed per conversation (from its content, as on the transformers path): vLLM draws
+                # the request's n samples from its own generator, whatever the batch.
+                "seed": request_seeds(int(sampling.get("seed", 0)), conv, 1)[0],
+            }
         )
-    seed = int(sampling.get("seed", 0))
-    params = {
-        "n": n,
-        "temperature": float(sampling.get("temperature", 1.0)),
-        "top_p": float(sampling.get("top_p", 1.0)),
-        "max_tokens": max_tokens,
-    }
-    return {
-        "engine": engine,
-        "lora": lora,
-        "prompts": prompts,
-        # One seed per conversation (from its content, as on the transformers path): vLLM draws the
-        # request's n samples from its own generator, whatever the batch.
-        "params": [{**params, "seed": request_seeds(seed, conv, 1)[0]} for conv in conversations],
-    }
+    return {"engine": engine, "lora": lora, "prompts": prompts, "params": params}
 
 
 def _run(request: dict[str, Any], folder: Path) -> list[list[str]] | None:

@@ -94,7 +94,11 @@ class OpenAIBackend(Backend):
         ]
 
     def next_token_logprobs(
-        self, model: Handle, conversations: list[Conversation], top_k: int = 20, candidates: tuple[str, ...] = ()
+        self,
+        model: Handle,
+        conversations: list[Conversation],
+        top_k: int = 20,
+        candidates: tuple[str, ...] | list[tuple[str, ...]] = (),
     ) -> list[dict[str, float]]:
         """Top-`top_k` (at most 20, the API's limit) first tokens; `candidates` outside them cannot be asked for."""
         common = {

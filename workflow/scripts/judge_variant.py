@@ -1,4 +1,4 @@
 from emaware import steps
 from emaware.rulekit import run
 
-run(snakemake, steps.judge_rate)
+run(snakemake, steps.judge_variant)

@@ -1,4 +1,4 @@
 from emaware import steps
 from emaware.rulekit import run
 
-run(snakemake, steps.sample_logprobs)
+run(snakemake, steps.score_variant)

@@ -1,4 +1,0 @@
-from emaware import steps
-from emaware.rulekit import run
-
-run(snakemake, steps.score_assessment)
