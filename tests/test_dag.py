@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
+import sys
 
 import yaml
 
@@ -123,3 +125,21 @@ def test_slurm_jobs_ask_for_the_configured_gpus(tmp_path):
     assert "gpu=2, gpu_model=h100" in finetune_32b and "cpus_per_task" not in finetune_32b
     scoring = next(j for j in jobs if "rule score_variant:" in j)
     assert "gpu=0" in scoring and "gpu_model=h100" not in scoring  # never `--gpus=h100:0`
+
+
+LOCAL_RULES = """
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import OutputSettings, ResourceSettings
+with SnakemakeApi(OutputSettings()) as api:
+    print(sorted(api.workflow(resource_settings=ResourceSettings(), snakefile=Path("Snakefile"))._workflow._localrules))
+"""
+
+
+def test_tiny_rules_never_go_through_the_cluster_queue():
+    """Scoring, tables, statistics, figures, data preparation: local rules, also under --profile slurm."""
+    result = subprocess.run([sys.executable, "-c", LOCAL_RULES], cwd=ROOT, capture_output=True, text=True, check=True)
+    local = set(ast.literal_eval(result.stdout.strip().splitlines()[-1]))
+    rules = {line.split()[0] for line in snakemake("--list-rules").stdout.splitlines() if line and not line[0].isspace()}
+    model_rules = {"finetune", "sample_variant", "judge_variant"}
+    assert rules - local == model_rules | {"all"}

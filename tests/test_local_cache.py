@@ -73,6 +73,14 @@ def test_each_conversation_is_keyed_by_its_own_candidates(handle, tmp_path, capl
     assert lookups(caplog) == [(2, 3), (0, 3)]
 
 
+def test_log_probs_of_a_partly_cached_call_are_those_of_a_clean_run(handle, tmp_path):
+    """Any miss recomputes the whole call, batched as a clean run batches it (bit for bit the same)."""
+    cache = tmp_path / "job.sqlite"
+    longer = PROMPTS + [[{"role": "user", "content": "A much longer question about the history of kings and queens?"}]]
+    backend(cache).next_token_logprobs(handle, PROMPTS, top_k=3)
+    assert backend(cache).next_token_logprobs(handle, longer, top_k=3) == backend().next_token_logprobs(handle, longer, top_k=3)
+
+
 def test_another_model_misses(handle, tiny_model_dir, tmp_path, caplog):
     cache = tmp_path / "job.sqlite"
     backend(cache).generate(handle, PROMPTS, 1, SAMPLING)

@@ -305,7 +305,9 @@ def get_score_settings(wildcards):
 def get_sampling(wildcards):
     """Each assessment's sampling settings (and seed) for this variant."""
     variant = get_variant(wildcards)
-    return {name: rule_params.sampling(config, variant, name) for name in RUN_ASSESSMENTS}
+    return {
+        name: rule_params.sampling(config, variant, name) for name in RUN_ASSESSMENTS
+    }
 
 
 def get_score_inputs(wildcards):
@@ -315,7 +317,9 @@ def get_score_inputs(wildcards):
     judge = config["judge"]["name"]
     return {
         "prompts": [results(f"prompts/{name}.jsonl") for name in RUN_ASSESSMENTS],
-        "samples": [results(f"samples/{variant}/{name}.jsonl") for name in RUN_ASSESSMENTS],
+        "samples": [
+            results(f"samples/{variant}/{name}.jsonl") for name in RUN_ASSESSMENTS
+        ],
         "judgments": [
             results(f"judgments/{variant}/{name}.{judge}.jsonl")
             for name in JUDGED_ASSESSMENTS

@@ -1,7 +1,9 @@
 rule judge_variant:
     """The judge's reading of every sample of a variant's judged assessments: one load of the judge."""
     input:
-        samples=[results(f"samples/{VARIANT}/{name}.jsonl") for name in JUDGED_ASSESSMENTS],
+        samples=[
+            results(f"samples/{VARIANT}/{name}.jsonl") for name in JUDGED_ASSESSMENTS
+        ],
         judge_prompts=[
             config["assessments"][name]["judge_prompt"] for name in JUDGED_ASSESSMENTS
         ],

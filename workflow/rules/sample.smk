@@ -20,11 +20,12 @@ rule prompts_build:
 
 
 rule sample_variant:
-    """Every assessment's sampled answers of a variant, and the next-token log-probabilities of the
-    assessments that read them: one model load (one vLLM engine) per variant."""
+    """A variant's answers and next-token log-probs for every assessment, from one model load."""
     input:
         model=results(f"models/{VARIANT}/model.json"),
-        prompts=expand(results("prompts/{assessment}.jsonl"), assessment=RUN_ASSESSMENTS),
+        prompts=expand(
+            results("prompts/{assessment}.jsonl"), assessment=RUN_ASSESSMENTS
+        ),
     output:
         samples=[results(f"samples/{VARIANT}/{name}.jsonl") for name in RUN_ASSESSMENTS],
         logprobs=[

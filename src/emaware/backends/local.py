@@ -143,23 +143,26 @@ class LocalBackend(Backend):
         per_conversation = candidates if isinstance(candidates, list) else [tuple(candidates)] * len(conversations)
         cache = self._answer_cache(model)
         requests = [cache.logprobs(c, top_k, w) for c, w in zip(conversations, per_conversation)] if cache else []
-        results: list[dict[str, float] | None] = cache.lookup(LOGPROBS, requests) if cache else [None] * len(conversations)
-        missing = [i for i, r in enumerate(results) if r is None]
-        if missing:
-            net, tokenizer = self._load(model)
-            prompts = {i: _prompt_ids(tokenizer, conversations[i]) for i in missing}
-            order = sorted(missing, key=lambda i: -len(prompts[i]))  # one sort over the whole call: least padding
-            wanted = {w: _single_token_ids(tokenizer, w) for w in dict.fromkeys(per_conversation)}
-            batch_size = int(self.settings.get("batch_size", 16))
-            for start in tqdm(range(0, len(order), batch_size), desc="logprobs", unit="batch"):
-                batch = order[start : start + batch_size]
-                logprobs = _last_token_logprobs(net, [prompts[i] for i in batch], _pad_id(tokenizer))
-                top = logprobs.topk(min(top_k, logprobs.shape[-1]), dim=-1).indices.tolist()
-                for row, i in enumerate(batch):
-                    results[i] = _token_dict(tokenizer, logprobs[row], set(top[row]) | wanted[per_conversation[i]])
-                    if cache:
-                        cache.put(LOGPROBS, requests[i], results[i])
-        return results  # type: ignore[return-value]  # every entry is filled
+        found = cache.lookup(LOGPROBS, requests) if cache else [None]
+        if all(r is not None for r in found):
+            return found
+        # All computed again when any is missing: reusing some would batch the others differently from a
+        # clean run, which changes log-probs in their last float digits (the tables print them all).
+        net, tokenizer = self._load(model)
+        prompts = [_prompt_ids(tokenizer, conv) for conv in conversations]
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # one sort over the whole call
+        wanted = {w: _single_token_ids(tokenizer, w) for w in dict.fromkeys(per_conversation)}
+        results: list[dict[str, float]] = [{} for _ in prompts]
+        batch_size = int(self.settings.get("batch_size", 16))
+        for start in tqdm(range(0, len(order), batch_size), desc="logprobs", unit="batch"):
+            batch = order[start : start + batch_size]
+            logprobs = _last_token_logprobs(net, [prompts[i] for i in batch], _pad_id(tokenizer))
+            top = logprobs.topk(min(top_k, logprobs.shape[-1]), dim=-1).indices.tolist()
+            for row, i in enumerate(batch):
+                results[i] = _token_dict(tokenizer, logprobs[row], set(top[row]) | wanted[per_conversation[i]])
+                if cache:
+                    cache.put(LOGPROBS, requests[i], results[i])
+        return results
 
     # ---- loading -----------------------------------------------------------------------------
 
