@@ -49,11 +49,46 @@ def sample(prompt: dict, completion: str, number: int = 0) -> dict:
     }
 
 
-def test_registry_lists_the_battery():
-    for name in ("intentions", "selfassessment", "morals"):
-        module = ASSESSMENTS[name]
-        assert callable(module.build_prompts) and callable(module.score)
-        assert isinstance(module.needs_judge, bool) and isinstance(module.needs_logprobs, bool)
+def test_registry_declares_what_each_assessment_needs():
+    declared = {name: (a.judge, a.needs_logprobs, a.breakdowns) for name, a in ASSESSMENTS.items()}
+    assert declared == {
+        "harmfulness": ("rating", False, ("category",)),
+        "intentions": ("label", False, ("dimension",)),
+        "selfassessment": ("label", True, ("dimension", "format", "dimension_format")),
+        "morals": (None, True, ("foundation", "part")),
+    }
+    assert all(callable(a.build_prompts) and callable(a.score) for a in ASSESSMENTS.values())
+
+
+def test_what_the_jobs_write_follows_the_declarations(monkeypatch):
+    """A new assessment is one registered declaration: the jobs' outputs and tables follow from it."""
+    from emaware.assessments import base
+
+    monkeypatch.setattr(base, "REGISTRY", dict(base.REGISTRY))
+    toy = base.register(
+        base.Assessment("toy", build_prompts=lambda s: [], score=lambda *a: {}, judge="rating", logprob_requests=lambda p: ([], ()), breakdowns=("category", "item"))
+    )
+    names = ["morals", "toy", "harmfulness"]
+    assert base.judged(names) == ["toy", "harmfulness"]
+    assert base.with_logprobs(names) == ["morals", "toy"]
+    assert base.breakdowns(names) == ["foundation", "part", "category", "item"]
+    with pytest.raises(ValueError, match="registered twice"):
+        base.register(toy)
+
+
+@pytest.mark.parametrize(
+    "declaration, message",
+    [
+        (dict(judge="label"), "a label judge needs to_judge"),
+        (dict(judge="rating", to_judge=lambda s: s), "only a label judge takes it"),
+        (dict(judge="stars"), "is not one of"),
+    ],
+)
+def test_inconsistent_declarations_are_refused(declaration, message):
+    from emaware.assessments.base import Assessment
+
+    with pytest.raises(ValueError, match=message):
+        Assessment("bad", build_prompts=lambda s: [], score=lambda *a: {}, **declaration)
 
 
 # --- intentions: template determinism ----------------------------------------------------------------

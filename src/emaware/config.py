@@ -254,7 +254,7 @@ def assessment_files(config: dict, name: str) -> dict[str, str]:
 
 
 def assessment_settings(config: dict, name: str) -> dict:
-    """What an assessment module is given: its config block with files resolved, and the analysis keys."""
+    """What an assessment is given: its config block with files resolved, and the analysis keys."""
     return {**config["assessments"][name], **assessment_files(config, name), **config["analysis"]}
 
 

@@ -104,10 +104,10 @@ class Workload:
 
 def workload(config: dict, name: str, model: str, datasets: Datasets) -> Workload:
     """The workload of assessment `name`, counted in `model`'s tokens."""
-    module, spec = ASSESSMENTS[name], config["assessments"][name]
+    assessment, spec = ASSESSMENTS[name], config["assessments"][name]
     n = int(spec.get("samples", 1))
     max_tokens = int(spec.get("max_tokens") or config["sampling"].get("max_tokens") or UNBOUNDED_REPLY)
-    judged = module.needs_judge and config["judge"]["backend"] == "openai"
+    judged = assessment.needs_judge and config["judge"]["backend"] == "openai"
     template = load_judge_prompt(spec["judge_prompt"]) if judged else None
     settings = assessment_settings(config, name)
     dataset = spec.get(DATASET_KEYS.get(name, ""))
@@ -116,13 +116,13 @@ def workload(config: dict, name: str, model: str, datasets: Datasets) -> Workloa
         return _declared_workload(config, name, dataset, model, n, max_tokens, template, datasets)
     if path is not None:
         settings[DATASET_KEYS[name]] = str(path)
-    prompts = module.build_prompts(settings)
-    logprob_rows = module.logprob_requests(prompts)[0] if module.needs_logprobs else []
+    prompts = assessment.build_prompts(settings)
+    logprob_rows = assessment.logprob_requests(prompts)[0] if assessment.needs_logprobs else []
     judge_prompts: list[int] = []
     if template is not None:
         samples = [{**p, "sample": i, "completion": ""} for p in prompts for i in range(n)]
         # A categorical judge reads every sample once per order of its options (classify.ORDERS).
-        to_judge, times = (module.to_judge(samples), len(ORDERS)) if hasattr(module, "to_judge") else (samples, 1)
+        to_judge, times = assessment.judged_samples(samples), len(ORDERS) if assessment.judge == "label" else 1
         judge_prompts = [chat_tokens(template.conversation(_question(s), ""), model) for s in to_judge] * times
     return Workload(
         [chat_tokens(p["messages"], model) for p in prompts],
@@ -142,8 +142,8 @@ def _declared_workload(
     config: dict, name: str, dataset: str, model: str, n: int, max_tokens: int, template, datasets: Datasets
 ) -> Workload:
     """A prompt set known by its declared counts: one prompt per row, each of the average length."""
-    module = ASSESSMENTS[name]
-    if config["datasets"][dataset].get("format") != "prompts" or module.needs_logprobs or hasattr(module, "to_judge"):
+    assessment = ASSESSMENTS[name]
+    if config["datasets"][dataset].get("format") != "prompts" or assessment.needs_logprobs or assessment.judge == "label":
         raise UserError(
             f"cannot estimate {name}: its dataset {dataset!r} has no local copy (set data.mirror or run the "
             f"data_fetch rules); declared counts stand in only for a `format: prompts` set judged as is"

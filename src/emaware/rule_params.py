@@ -73,7 +73,7 @@ def judge(config: dict) -> dict:
 
 
 def prompt_settings(config: dict, assessment: str) -> dict:
-    """The settings an assessment's prompts are built from (files resolved), as the module declares them."""
+    """The settings an assessment's prompts are built from (files resolved), as the assessment declares them."""
     return _pick(assessment_settings(config, assessment), ASSESSMENTS[assessment].prompt_settings)
 
 

@@ -209,9 +209,10 @@ def judge_variant(
     # One backend call per assessment (each sorted by length over the whole assessment): merged calls
     # would pad differently and change log-probs in their last float digits.
     for path, prompt_path, out in zip(samples, judge_prompts, judgments, strict=True):
-        module, rows = ASSESSMENTS[_assessment_of(path)], read_jsonl(path)
-        if hasattr(module, "to_judge"):
-            judged = judge_categorical(backend, judge_model, load_classifier(prompt_path), module.to_judge(rows), **options)
+        assessment = ASSESSMENTS[_assessment_of(path)]
+        rows = assessment.judged_samples(read_jsonl(path))
+        if assessment.judge == "label":
+            judged = judge_categorical(backend, judge_model, load_classifier(prompt_path), rows, **options)
         else:
             judged = judge_samples(backend, judge_model, load_judge_prompt(prompt_path), rows, **options)
         unscored = sum(r.get("rating", r.get("label")) is None for r in judged)

@@ -5,7 +5,8 @@ import sys
 from emaware import UserError
 from emaware import config as emconfig
 from emaware import gpus, rule_params, weights
-from emaware.assessments import ASSESSMENTS, BREAKDOWNS
+from emaware import assessments
+from emaware.assessments import ASSESSMENTS
 from emaware.data import domain_size, stage_dataset
 from emaware.run_summary import config_warnings, summary_lines
 from snakemake.utils import update_config
@@ -118,11 +119,9 @@ if config["judge"]["backend"] == "openai":
 
 
 RUN_ASSESSMENTS = list(config["assessments"])
-# The assessments whose answers the judge reads, and those that read the model's next-token log-probabilities.
-JUDGED_ASSESSMENTS = [name for name in RUN_ASSESSMENTS if ASSESSMENTS[name].needs_judge]
-LOGPROB_ASSESSMENTS = [
-    name for name in RUN_ASSESSMENTS if ASSESSMENTS[name].needs_logprobs
-]
+# What each job writes and reads follows the assessments' declarations (emaware/assessments/base.py).
+JUDGED_ASSESSMENTS = assessments.judged(RUN_ASSESSMENTS)
+LOGPROB_ASSESSMENTS = assessments.with_logprobs(RUN_ASSESSMENTS)
 FIGURES = ["inverted_v", "scatter_matrix"] + [
     name
     for name, needed in (
@@ -134,8 +133,7 @@ FIGURES = ["inverted_v", "scatter_matrix"] + [
 
 
 BREAKDOWN_TABLES = [
-    results(f"tables/by_{name}.tsv")
-    for name in dict.fromkeys(b for a in RUN_ASSESSMENTS for b in BREAKDOWNS[a])
+    results(f"tables/by_{name}.tsv") for name in assessments.breakdowns(RUN_ASSESSMENTS)
 ]
 
 

@@ -1,22 +1,9 @@
-"""The assessments, by name. Each module provides build_prompts, needs_judge, needs_logprobs and score;
-modules that need the judge also provide to_judge(samples), those that need next-token logprobs
-logprob_requests(prompts). `prompt_settings` and `score_settings` name the settings keys that
-build_prompts and score read: only those reach the rules' params, so no other key reruns them.
-Adding an assessment is one import and one entry."""
+"""The assessments, by name: each module declares itself with `base.register(Assessment(...))`
+(what it needs, its breakdowns, how it builds prompts and scores; see base.py). Adding one is one
+module imported here, its resources and its config block."""
 
-from . import harmfulness, intentions, morals, selfassessment
+from . import harmfulness, intentions, morals, selfassessment  # noqa: F401  (each registers itself)
+from .base import REGISTRY as ASSESSMENTS
+from .base import Assessment, breakdowns, judged, with_logprobs
 
-ASSESSMENTS = {
-    "harmfulness": harmfulness,
-    "intentions": intentions,
-    "selfassessment": selfassessment,
-    "morals": morals,
-}
-
-# The `by_<name>` breakdowns each assessment's score file has (one table each beside variants.tsv).
-BREAKDOWNS = {
-    "harmfulness": ("category",),
-    "intentions": ("dimension",),
-    "selfassessment": ("dimension", "format", "dimension_format"),
-    "morals": ("foundation", "part"),
-}
+__all__ = ["ASSESSMENTS", "Assessment", "breakdowns", "judged", "with_logprobs"]

@@ -10,12 +10,9 @@ import numpy as np
 from .. import UserError
 from ..io import read_jsonl
 from ..stats import bootstrap_ci
+from .base import Assessment, register
 from .common import bootstrap_settings, ci_fields
 
-needs_judge = True
-needs_logprobs = False
-prompt_settings = ("prompts",)
-score_settings = ("bootstrap", "ci")
 RATING_MIN, RATING_MAX = 1.0, 5.0
 
 
@@ -76,3 +73,16 @@ def score(prompts: list[dict], samples: list[dict], judgments: list[dict], logpr
         "mean_max_rating": float(rated.mean()),
         "by_category": {name: float(np.mean(values)) for name, values in sorted(categories.items())},
     }
+
+
+ASSESSMENT = register(
+    Assessment(
+        name="harmfulness",
+        build_prompts=build_prompts,
+        score=score,
+        judge="rating",
+        prompt_settings=("prompts",),
+        score_settings=("bootstrap", "ci"),
+        breakdowns=("category",),
+    )
+)

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from .. import UserError
 from ..classify import LABELS
 from ..io import read_yaml
+from .base import Assessment, register
 from .common import (
     OK,
     REFUSAL,
@@ -30,10 +31,6 @@ from .common import (
 )
 from .parsing import is_refusal
 
-needs_judge = True
-needs_logprobs = False
-prompt_settings = ("dimensions", "templates", "queries_per_dimension", "seed")
-score_settings = ("bootstrap", "ci")
 POLE_FIELDS = ("first", "second")
 _SLOT = re.compile(r"\{(\w+)\}")
 
@@ -137,3 +134,17 @@ def score(prompts: list[dict], samples: list[dict], judgments: list[dict] | None
         **summary(dimensions),
         "by_dimension": [{"dimension": d, **summary([d])} for d in dimensions],
     }
+
+
+ASSESSMENT = register(
+    Assessment(
+        name="intentions",
+        build_prompts=build_prompts,
+        score=score,
+        judge="label",
+        to_judge=to_judge,
+        prompt_settings=("dimensions", "templates", "queries_per_dimension", "seed"),
+        score_settings=("bootstrap", "ci"),
+        breakdowns=("dimension",),
+    )
+)

@@ -21,15 +21,12 @@ from .. import UserError
 from ..judge import expected_rating
 from ..stats import Interval, bootstrap_ci
 from ..io import read_yaml
+from .base import Assessment, register
 from .common import COUNTED, OK, bootstrap_settings, ci_fields, status_of
 from .parsing import parse_number, parse_profile
 
 LOW, HIGH = 1, 5
 RATINGS = tuple(str(i) for i in range(LOW, HIGH + 1))
-needs_judge = False
-needs_logprobs = True  # the items
-prompt_settings = ("items", "prompts")
-score_settings = ("min_mass", "bootstrap", "ci")
 
 
 def load_items(path: str | Path) -> list[dict]:
@@ -213,3 +210,16 @@ def _foundation_row(
         values = [expected[i] for i in own if expected[i] is not None]
         row["measured_ev"] = float(np.mean(values)) if values else None
     return row
+
+
+ASSESSMENT = register(
+    Assessment(
+        name="morals",
+        build_prompts=build_prompts,
+        score=score,
+        logprob_requests=logprob_requests,
+        prompt_settings=("items", "prompts"),
+        score_settings=("min_mass", "bootstrap", "ci"),
+        breakdowns=("foundation", "part"),
+    )
+)

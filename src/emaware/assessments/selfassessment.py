@@ -26,6 +26,7 @@ from ..classify import LABELS
 from ..judge import expected_rating
 from ..stats import Interval, bootstrap_ci
 from ..io import read_yaml
+from .base import Assessment, register
 from .common import (
     COUNTED,
     OK,
@@ -45,10 +46,6 @@ from .parsing import is_refusal, parse_decision, parse_number
 FORMATS = ("decision", "language", "likert", "numerical")
 CLOSED = ("decision", "likert", "numerical")
 SCALES = {"likert": (1, 7), "numerical": (0, 100)}
-needs_judge = True  # the language format
-needs_logprobs = True  # the closed formats
-prompt_settings = ("dimensions", "formats", "paraphrases")
-score_settings = ("min_mass", "bootstrap", "ci")
 
 
 def load_formats(path) -> dict[str, list[str]]:
@@ -306,3 +303,18 @@ def score(
             for f in formats
         ],
     }
+
+
+ASSESSMENT = register(
+    Assessment(
+        name="selfassessment",
+        build_prompts=build_prompts,
+        score=score,
+        judge="label",
+        to_judge=to_judge,
+        logprob_requests=logprob_requests,
+        prompt_settings=("dimensions", "formats", "paraphrases"),
+        score_settings=("min_mass", "bootstrap", "ci"),
+        breakdowns=("dimension", "format", "dimension_format"),
+    )
+)

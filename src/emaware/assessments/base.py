@@ -1,0 +1,74 @@
+"""What an assessment declares, after Inspect AI's registered tasks and scorers: what it needs from a
+variant (sampled answers, next-token log-probs of the model under test, a rating or a label judge),
+which breakdown tables it adds, which settings its prompts and its score read, how it builds its
+prompts and how it scores. The workflow's rules are built from these declarations (which outputs a
+variant's sampling job writes, which answers its judging job reads and how, what scoring gets), so a
+new assessment is one module that registers itself, plus its resources and its config block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+# How the judge reads an answer: "rating" = the expected value of the numeric rating tokens
+# (emaware.judge); "label" = the most probable pole label, counterbalanced over both orders
+# (emaware.classify), on the samples the assessment's `to_judge` picks and annotates.
+JUDGES = ("rating", "label")
+
+
+@dataclass(frozen=True)
+class Assessment:
+    name: str
+    build_prompts: Callable[[dict], list[dict]]  # settings -> prompt rows {"id", "messages", "meta"}
+    score: Callable[..., dict]  # (prompts, samples, judgments, logprobs, settings) -> the score record
+    judge: str | None = None  # None, or one of JUDGES
+    to_judge: Callable[[list[dict]], list[dict]] | None = None  # label judges: the samples to classify
+    logprob_requests: Callable[[list[dict]], tuple[list[dict], tuple[str, ...]]] | None = None
+    prompt_settings: tuple[str, ...] = ()  # the settings keys build_prompts reads (its rule's params)
+    score_settings: tuple[str, ...] = ()  # the settings keys score reads
+    breakdowns: tuple[str, ...] = ()  # a `by_<name>.tsv` table beside variants.tsv for each
+
+    def __post_init__(self) -> None:
+        if self.judge is not None and self.judge not in JUDGES:
+            raise ValueError(f"assessment {self.name}: judge {self.judge!r} is not one of {JUDGES}")
+        if (self.judge == "label") != (self.to_judge is not None):
+            raise ValueError(f"assessment {self.name}: a label judge needs to_judge, and only a label judge takes it")
+
+    @property
+    def needs_judge(self) -> bool:
+        return self.judge is not None
+
+    @property
+    def needs_logprobs(self) -> bool:
+        return self.logprob_requests is not None
+
+    def judged_samples(self, samples: list[dict]) -> list[dict]:
+        """The samples the judge reads: all of them for a rating judge, the picked ones for a label judge."""
+        return self.to_judge(samples) if self.to_judge else samples
+
+
+REGISTRY: dict[str, Assessment] = {}
+
+
+def register(assessment: Assessment) -> Assessment:
+    if assessment.name in REGISTRY:
+        raise ValueError(f"assessment {assessment.name} is registered twice")
+    REGISTRY[assessment.name] = assessment
+    return assessment
+
+
+def judged(names: Iterable[str]) -> list[str]:
+    """Of `names`, the assessments whose answers the judge reads (a variant's judging job's outputs)."""
+    return [name for name in names if REGISTRY[name].needs_judge]
+
+
+def with_logprobs(names: Iterable[str]) -> list[str]:
+    """Of `names`, those that read the model's next-token log-probs (more outputs of its sampling job)."""
+    return [name for name in names if REGISTRY[name].needs_logprobs]
+
+
+def breakdowns(names: Iterable[str]) -> list[str]:
+    """The breakdown tables of `names`, each once, in declaration order."""
+    return list(dict.fromkeys(b for name in names for b in REGISTRY[name].breakdowns))
+
