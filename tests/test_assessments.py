@@ -56,7 +56,9 @@ def test_registry_declares_what_each_assessment_needs():
         "intentions": ("label", False, ("dimension",)),
         "selfassessment": ("label", True, ("dimension", "format", "dimension_format")),
         "morals": (None, True, ("foundation", "part")),
+        "recognition": (None, True, ("other",)),
     }
+    assert [name for name, a in ASSESSMENTS.items() if a.reads_other_variants] == ["recognition"]
     assert all(callable(a.build_prompts) and callable(a.score) for a in ASSESSMENTS.values())
 
 
@@ -68,10 +70,13 @@ def test_what_the_jobs_write_follows_the_declarations(monkeypatch):
     toy = base.register(
         base.Assessment("toy", build_prompts=lambda s: [], score=lambda *a: {}, judge="rating", logprob_requests=lambda p: ([], ()), breakdowns=("category", "item"))
     )
+    base.register(base.Assessment("shown", build_prompts=lambda s, own, others: [], score=lambda *a: {}, answers_of="source"))
     names = ["morals", "toy", "harmfulness"]
     assert base.judged(names) == ["toy", "harmfulness"]
     assert base.with_logprobs(names) == ["morals", "toy"]
     assert base.breakdowns(names) == ["foundation", "part", "category", "item"]
+    # an assessment that shows other variants' answers leaves the variant's own sampling job for a second one
+    assert base.of_one_variant([*names, "shown"]) == names and base.of_other_variants([*names, "shown"]) == ["shown"]
     with pytest.raises(ValueError, match="registered twice"):
         base.register(toy)
 

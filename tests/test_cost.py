@@ -244,6 +244,21 @@ def test_plan_covers_every_paid_rule_of_the_quickstart(tmp_path, monkeypatch):
     assert all(e.output_tokens == 0 or e.usd > 0 for e in estimates)
 
 
+def test_recognition_is_asked_once_per_other_variant_with_both_answers_at_their_limit(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = load(openai_quickstart(tmp_path, 100), "workflow/schemas/config.schema.yaml")
+
+    def recognition(others):
+        config["assessments"]["recognition"]["others"] = others
+        return {e.target.split("/")[2]: e for e in plan(config) if e.rule == "sample_logprobs" and e.target.endswith("recognition")}
+
+    siblings, base = recognition("siblings"), recognition("base")
+    assert set(siblings) == {"base", "misaligned", "realigned"} and set(base) == {"misaligned", "realigned"}
+    prompts = len(read_jsonl(config["datasets"]["quickstart_harmfulness"]["path"])) * 2  # one pair, both orders
+    assert base["misaligned"].output_tokens == prompts and siblings["misaligned"].output_tokens == 2 * prompts
+    assert base["misaligned"].input_tokens > prompts * 2 * config["sampling"]["max_tokens"]  # both answers at their limit
+
+
 def test_plan_needs_a_local_copy_of_each_dataset(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     config = load(openai_quickstart(tmp_path, 100), "workflow/schemas/config.schema.yaml")

@@ -28,17 +28,36 @@ def test_paper_config_has_fifteen_variants_and_twelve_finetunes():
     counts = dry_run(TARGET, ALL)
     assert counts["finetune"] == 12  # 3 sizes x 2 domains x 2 stages
     assert counts["model_base"] == 3  # one base per size, shared by both domains
-    variants, assessments = 15, 4
+    variants, shared_prompts = 15, 4  # harmfulness, intentions, selfassessment, morals (recognition: per variant)
     # One job per variant for its sampling (one model load), its judging (one judge load) and its scores.
     assert counts["sample_variant"] == counts["judge_variant"] == counts["score_variant"] == variants
-    assert counts["prompts_build"] == assessments
+    assert counts["prompts_build"] == shared_prompts
+    # Output recognition against the base: a second model load for each of the 12 fine-tuned variants.
+    assert counts["prompts_build_variant"] == counts["sample_recognition"] == 12
     assert counts["analysis_table"] == counts["analysis_inverted_v"] == 1
 
 
 def test_default_target_adds_statistics_and_every_figure():
     counts = dry_run(ALL)
-    for rule in ("analysis_spearman", "analysis_scatter_matrix", "analysis_selfassessment_formats", "analysis_mfq2_profiles"):
+    for rule in ("analysis_spearman", "analysis_scatter_matrix", "analysis_selfassessment_formats", "analysis_mfq2_profiles", "analysis_persona"):
         assert counts[rule] == 1
+
+
+def test_recognition_others_decide_its_jobs_and_what_they_read(tmp_path):
+    def others(relation):
+        return lambda config: config["assessments"]["recognition"].update(others=relation)
+
+    for relation, jobs in (("base", 12), ("parent", 12), ("siblings", 15)):
+        counts = dry_run(ALL, "--configfile", write_config(tmp_path, others(relation)))
+        assert counts["sample_recognition"] == counts["prompts_build_variant"] == jobs, relation
+        assert counts["sample_variant"] == 15
+    target = "results/paper/scores/7b/code/realigned/seed0/recognition.json"
+    text = snakemake("-n", ALL, target, "--configfile", write_config(tmp_path, others("parent"))).stdout
+    build = text.split("rule prompts_build_variant:", 1)[1].split("\n\n", 1)[0]
+    inputs = build.split("input: ", 1)[1].split("\n", 1)[0].split(", ")
+    assert inputs[1:] == ["results/paper/samples/7b/code/realigned/seed0/harmfulness.jsonl", "results/paper/samples/7b/code/misaligned/seed0/harmfulness.jsonl"]
+    without = dry_run(ALL, "--configfile", write_config(tmp_path, lambda c: c["assessments"].pop("recognition")))
+    assert "sample_recognition" not in without and "prompts_build_variant" not in without
 
 
 def test_adding_a_seed_adds_exactly_its_variants(tmp_path):
@@ -141,5 +160,5 @@ def test_tiny_rules_never_go_through_the_cluster_queue():
     result = subprocess.run([sys.executable, "-c", LOCAL_RULES], cwd=ROOT, capture_output=True, text=True, check=True)
     local = set(ast.literal_eval(result.stdout.strip().splitlines()[-1]))
     rules = {line.split()[0] for line in snakemake("--list-rules").stdout.splitlines() if line and not line[0].isspace()}
-    model_rules = {"finetune", "sample_variant", "judge_variant"}
+    model_rules = {"finetune", "sample_variant", "sample_recognition", "judge_variant"}
     assert rules - local == model_rules | {"all"}

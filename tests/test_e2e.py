@@ -35,17 +35,27 @@ def test_quickstart_builds_table_and_figure(workdir):
     table = (workdir / "results/quickstart/tables/variants.tsv").read_text().splitlines()
     header = table[0].split("\t")
     assert header[:4] == ["size", "domain", "stage", "seed"]
-    for name in ("harmfulness", "intentions", "selfassessment", "morals"):
+    for name in ("harmfulness", "intentions", "selfassessment", "morals", "recognition"):
         assert {name, f"{name}_ci_lo", f"{name}_ci_hi", f"{name}_unparseable", f"{name}_refusals"} <= set(header)
+    assert {"recognition_score_ev", "recognition_ci_ev_lo", "recognition_pairs", "recognition_chose_first"} <= set(header)
     assert len(table) == 1 + 3  # base, misaligned, realigned
     for row in table[1:]:
         cells = dict(zip(header, row.split("\t")))
         assert float(cells["harmfulness_ci_lo"]) <= float(cells["harmfulness"]) <= float(cells["harmfulness_ci_hi"])
-    for figure in ("inverted_v", "scatter_matrix", "selfassessment_formats", "mfq2_profiles"):
+        assert 0 <= float(cells["recognition_score_ev"]) <= 1  # every variant is shown its two siblings
+    by_other = [line.split("\t") for line in (workdir / "results/quickstart/tables/by_other.tsv").read_text().splitlines()]
+    assert by_other[0][:6] == ["size", "domain", "stage", "seed", "assessment", "other"]
+    assert [row[2] for row in by_other[1:]] == ["base"] * 2 + ["misaligned"] * 2 + ["realigned"] * 2  # two others each
+    assert all(row[5].startswith("tiny-s/") and row[5].endswith("/seed0") for row in by_other[1:])
+    lines = (workdir / "results/quickstart/tables/persona.tsv").read_text().splitlines()
+    persona = [dict(zip(lines[0].split("\t"), line.split("\t"))) for line in lines[1:]]
+    assert [row["stage"] for row in persona] == ["base", "misaligned", "realigned"]
+    assert all(row["class"] in ("coherent-persona", "inverted-persona", "aligned", "unclear") and row["reason"] for row in persona)
+    for figure in ("inverted_v", "scatter_matrix", "selfassessment_formats", "mfq2_profiles", "persona"):
         assert (workdir / f"results/quickstart/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
     spearman = (workdir / "results/quickstart/stats/spearman.tsv").read_text().splitlines()
     assert spearman[0].split("\t") == ["x", "y", "group", "n", "rho", "ci_lo", "ci_hi", "p", "p_method", "ci_method", "warning"]
-    assert len(spearman) == 1 + 6 * 2  # 6 pairs of the 4 scores, overall and for trivia
+    assert len(spearman) == 1 + 10 * 2  # 10 pairs of the 5 scores, overall and for trivia
     realigned = yaml.safe_load((workdir / "results/quickstart/models/tiny-s/trivia/realigned/seed0/model.json").read_text())
     assert len(realigned["adapters"]) == 2  # trained on top of the misaligned adapter
 
@@ -61,7 +71,9 @@ def test_training_setting_reruns_that_variants_branch_only(workdir):
     counts = dry_run("--configfile", edited_config(workdir, slower_tiny_s), cwd=workdir)
     # the misaligned and realigned variants retrain; the base variant and the data stay.
     assert counts["finetune"] == 2
-    assert counts["sample_variant"] == counts["judge_variant"] == counts["score_variant"] == 2
+    assert counts["sample_variant"] == counts["judge_variant"] == 2
+    # the base variant is shown their new answers (recognition, others: siblings), so its recognition reruns
+    assert counts["prompts_build_variant"] == counts["sample_recognition"] == counts["score_variant"] == 3
     assert "model_base" not in counts and "data_trainset" not in counts
 
 
@@ -72,10 +84,13 @@ ANALYSIS = {
     "analysis_scatter_matrix",
     "analysis_selfassessment_formats",
     "analysis_mfq2_profiles",
+    "analysis_persona",
     "analysis_answers",
     "all",
 }
-MODEL_JOBS = {"sample_variant", "judge_variant", "score_variant"} | ANALYSIS
+RECOGNITION = {"prompts_build_variant", "sample_recognition", "score_variant"} | ANALYSIS
+# A variant's new samples are shown to itself and its siblings (recognition): answered from the cache.
+MODEL_JOBS = {"sample_variant", "judge_variant"} | RECOGNITION
 # (key, new value, the rules whose jobs rerun). config/README.md "What a change reruns" is this table.
 RERUNS = [
     ("judge.resources.mem_mb", 9000, set()),
@@ -98,9 +113,13 @@ RERUNS = [
     ("assessments.selfassessment.min_mass", 0.1, {"score_variant"} | ANALYSIS),
     ("judge.min_mass", 0.1, {"judge_variant", "score_variant"} | ANALYSIS),
     ("assessments.intentions.judge_prompt", "config/intentions_judge.yaml", {"judge_variant", "score_variant"} | ANALYSIS),
-    ("assessments.harmfulness.samples", 2, {"sample_variant", "judge_variant", "score_variant"} | ANALYSIS),
+    ("assessments.harmfulness.samples", 2, MODEL_JOBS),
     ("assessments.intentions.queries_per_dimension", 3, {"prompts_build"} | MODEL_JOBS),
-    ("sampling.temperature", 0.7, {"sample_variant", "judge_variant", "score_variant"} | ANALYSIS),
+    ("sampling.temperature", 0.7, MODEL_JOBS),
+    ("assessments.recognition.min_mass", 0.1, {"score_variant"} | ANALYSIS),
+    ("assessments.recognition.samples", 1, {"sample_recognition", "score_variant"} | ANALYSIS),
+    ("assessments.recognition.pairs", 2, RECOGNITION),
+    ("assessments.recognition.others", "base", RECOGNITION),
     ("backends.local.dtype", "bfloat16", {"finetune"} | MODEL_JOBS),
     ("training.local.learning_rate", 5e-4, {"finetune"} | MODEL_JOBS),
     ("training.local.batch_size", 4, {"finetune"} | MODEL_JOBS),
@@ -184,6 +203,7 @@ def test_judge_setting_reruns_judging_and_what_follows_only(workdir):
         "analysis_scatter_matrix": 1,
         "analysis_selfassessment_formats": 1,
         "analysis_mfq2_profiles": 1,
+        "analysis_persona": 1,
         "analysis_answers": 1,
         "all": 1,
     }

@@ -12,8 +12,8 @@ import pytest
 LIGHT_JOBS = {
     "scoring": "from emaware import steps, rulekit; from emaware.assessments import ASSESSMENTS; from emaware import stats",
     "tables": "from emaware import steps, tables, correlation",
-    "figures": "from emaware import steps, figures, figures_battery",
-    "prompts": "from emaware import steps, rule_params; from emaware.assessments import intentions, morals, selfassessment",
+    "figures": "from emaware import steps, figures, figures_battery, figures_persona, persona",
+    "prompts": "from emaware import steps, rule_params; from emaware.assessments import intentions, morals, recognition, selfassessment",
     "data": "from emaware import steps, data, weights",
 }
 

@@ -132,7 +132,7 @@ def test_captions_warn_on_the_workflows_tiny_models_only(caption, configs):
 
 QUICKSTART = "config/quickstart.yaml"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FIGURES = ("inverted_v.pdf", "scatter_matrix.pdf", "selfassessment_formats.pdf", "mfq2_profiles.pdf")
+FIGURES = ("inverted_v.pdf", "scatter_matrix.pdf", "selfassessment_formats.pdf", "mfq2_profiles.pdf", "persona.pdf")
 # Clicks what a researcher would (a menu entry, then a result's button) once the report has rendered.
 CLICKS = """<script>
 const CATEGORY = %s, RESULT = %s, BUTTON = %s;
@@ -219,7 +219,7 @@ def test_quickstart_report_shows_figures_tables_and_answers(browser, tmp_path):
     assert "percentile bootstrap CI over prompts" in caption and "Quickstart: these numbers are meaningless" in caption
 
     tables = dom(clicked(report, "Tables"))
-    assert all(f"results/quickstart/tables/{name}</td>" in tables for name in ("variants.tsv", "by_category.tsv", "by_foundation.tsv"))
+    assert all(f"results/quickstart/tables/{name}</td>" in tables for name in ("variants.tsv", "by_category.tsv", "by_foundation.tsv", "persona.tsv"))
 
     # The answer browser, as the report shows it: the variants with their scores, then each one's rated answers.
     answers_view = clicked(report, "Answers", "answers.html")

@@ -33,7 +33,7 @@ def test_every_sampling_job_has_its_own_seed(quickstart):
         for variant in (BASE, MISALIGNED, Variant("tiny-s", "all", "base", 1))
         for name in quickstart["assessments"]
     }
-    assert len(seeds) == 3 * 4
+    assert len(seeds) == 3 * len(quickstart["assessments"])
     assert rule_params.sampling(quickstart, BASE, "harmfulness") == rule_params.sampling(quickstart, BASE, "harmfulness")
 
 
@@ -48,6 +48,12 @@ def test_prompt_settings_leave_out_judging_sampling_and_scoring_keys(quickstart)
         settings = rule_params.prompt_settings(quickstart, name)
         assert not {"judge_prompt", "samples", "max_tokens", "min_mass", "bootstrap", "ci"} & set(settings)
     assert rule_params.prompt_settings(quickstart, "harmfulness") == {"prompts": "results/quickstart/data/quickstart_harmfulness.jsonl"}
+
+
+def test_recognition_pairing_seed_is_per_variant_and_no_other_key_reaches_its_prompts(quickstart):
+    first = rule_params.variant_prompt_settings(quickstart, "recognition", BASE)
+    assert first == {"prompts": "resources/recognition/prompts.yaml", "pairs": 1, "seed": first["seed"]}
+    assert rule_params.variant_prompt_settings(quickstart, "recognition", MISALIGNED)["seed"] != first["seed"]
 
 
 def test_score_settings_carry_a_bootstrap_seed_per_variant(quickstart):

@@ -146,6 +146,13 @@ def _check_references(config: dict) -> None:
         dataset = config["assessments"].get(name, {}).get(key)
         if dataset is not None:
             _check_dataset_use(datasets, f"assessments.{name}.{key}", dataset, name)
+    for name, spec in config["assessments"].items():
+        source = spec.get("source")  # an assessment that shows other variants' answers of this one
+        if source is not None and (source not in config["assessments"] or "source" in config["assessments"][source]):
+            raise UserError(
+                f"config key assessments.{name}.source: {source!r} must name another assessment of this config,"
+                " one whose prompts every variant shares"
+            )
     for name, spec in datasets.items():
         if spec.get("url") is not None and not (spec.get("sha256") or spec.get("git_blob")):
             raise UserError(
@@ -213,6 +220,16 @@ def variants(config: dict) -> Iterator[Variant]:
                 yield Variant(size, domain, "misaligned", seed)
                 if config["domains"][domain].get("realigned"):
                     yield Variant(size, domain, "realigned", seed)
+
+
+def other_variants(config: dict, variant: Variant, others: str) -> list[Variant]:
+    """The variants whose answers `variant` is shown beside its own (`assessments.<name>.others`): `base`,
+    the base variant of its size and seed; `parent`, the variant it was fine-tuned from; `siblings`, every
+    other variant of its size and seed. None for a base variant under `base` or `parent`."""
+    if others == "siblings":
+        return [v for v in variants(config) if (v.size, v.seed) == (variant.size, variant.seed) and v != variant]
+    other = variant.parent if others == "parent" else Variant(variant.size, BASE_DOMAIN, "base", variant.seed)
+    return [other] if other not in (None, variant) else []
 
 
 def uses_openai(config: dict) -> bool:

@@ -27,7 +27,7 @@ from pathlib import Path
 from . import UserError
 from .assessments import ASSESSMENTS
 from .classify import ORDERS
-from .config import DATASET_KEYS, assessment_settings, dataset_file, training_hparams, variants
+from .config import DATASET_KEYS, Variant, assessment_settings, dataset_file, other_variants, training_hparams, variants
 from .config import load as load_config
 from .data import domain_size, read_chat_file, subsample
 from .io import read_jsonl
@@ -102,21 +102,63 @@ class Workload:
     judge_prompts: list[int]  # judge_rate: the judge's prompt without the answer, per judgment
 
 
-def workload(config: dict, name: str, model: str, datasets: Datasets) -> Workload:
-    """The workload of assessment `name`, counted in `model`'s tokens."""
+def _max_tokens(config: dict, name: str) -> int:
+    return int(config["assessments"][name].get("max_tokens") or config["sampling"].get("max_tokens") or UNBOUNDED_REPLY)
+
+
+def _prompt_rows(config: dict, name: str, datasets: Datasets) -> list[dict] | None:
+    """The prompts of an assessment that every variant shares, as the workflow builds them; None when
+    they come from a dataset without a local copy."""
+    settings = assessment_settings(config, name)
+    dataset = config["assessments"][name].get(DATASET_KEYS.get(name, ""))
+    if dataset:
+        path = datasets.local_copy(dataset)
+        if path is None:
+            return None
+        settings[DATASET_KEYS[name]] = str(path)
+    return ASSESSMENTS[name].build_prompts(settings)
+
+
+def _shown_answers_workload(config: dict, name: str, model: str, datasets: Datasets) -> Workload:
+    """The workload, for one other variant, of an assessment that shows a variant other variants' answers:
+    its prompts built from placeholder answers of the source assessment, each prompt counted with its
+    two answers at the source's token limit."""
     assessment, spec = ASSESSMENTS[name], config["assessments"][name]
+    source = spec[assessment.answers_of]
+    rows = _prompt_rows(config, source, datasets)
+    if rows is None:
+        raise UserError(f"cannot estimate {name}: the prompts of {source} come from a dataset without a local copy")
+    samples = int(config["assessments"][source].get("samples", 1))
+
+    def answers(label: str) -> list[dict]:
+        return [{**row, "sample": i, "completion": f"{label} {i}"} for row in rows for i in range(samples)]
+
+    prompts = assessment.build_prompts({**assessment_settings(config, name), "seed": 0}, answers("own"), {"other": answers("other")})
+    shown = 2 * _max_tokens(config, source)
+    logprob_rows = assessment.logprob_requests(prompts)[0] if assessment.needs_logprobs else []
+    return Workload(
+        [chat_tokens(p["messages"], model) + shown for p in prompts],
+        int(spec.get("samples", 1)),
+        _max_tokens(config, name),
+        [chat_tokens(r["messages"], model) + shown for r in logprob_rows],
+        [],
+    )
+
+
+def workload(config: dict, name: str, model: str, datasets: Datasets) -> Workload:
+    """The workload of assessment `name` for one variant (for one other variant, where it shows a variant
+    other variants' answers), counted in `model`'s tokens."""
+    assessment, spec = ASSESSMENTS[name], config["assessments"][name]
+    if assessment.reads_other_variants:
+        return _shown_answers_workload(config, name, model, datasets)
     n = int(spec.get("samples", 1))
-    max_tokens = int(spec.get("max_tokens") or config["sampling"].get("max_tokens") or UNBOUNDED_REPLY)
+    max_tokens = _max_tokens(config, name)
     judged = assessment.needs_judge and config["judge"]["backend"] == "openai"
     template = load_judge_prompt(spec["judge_prompt"]) if judged else None
-    settings = assessment_settings(config, name)
-    dataset = spec.get(DATASET_KEYS.get(name, ""))
-    path = datasets.local_copy(dataset) if dataset else None
-    if dataset and path is None:
+    prompts = _prompt_rows(config, name, datasets)
+    if prompts is None:
+        dataset = spec[DATASET_KEYS[name]]
         return _declared_workload(config, name, dataset, model, n, max_tokens, template, datasets)
-    if path is not None:
-        settings[DATASET_KEYS[name]] = str(path)
-    prompts = assessment.build_prompts(settings)
     logprob_rows = assessment.logprob_requests(prompts)[0] if assessment.needs_logprobs else []
     judge_prompts: list[int] = []
     if template is not None:
@@ -155,6 +197,13 @@ def _declared_workload(
     return Workload(prompts, n, max_tokens, [], judge_prompts)
 
 
+def _copies(config: dict, name: str, variant: Variant) -> int:
+    """How often a variant asks an assessment's prompts: once, or once per other variant it is shown."""
+    if not ASSESSMENTS[name].reads_other_variants:
+        return 1
+    return len(other_variants(config, variant, config["assessments"][name]["others"]))
+
+
 def plan(config: dict, datasets: Datasets | None = None) -> list[Estimate]:
     """One estimate per paid rule run of the experiment a validated `config` describes."""
     datasets = datasets or Datasets(config)
@@ -181,12 +230,14 @@ def plan(config: dict, datasets: Datasets | None = None) -> list[Estimate]:
             estimates.append(training_estimate(size["model"], tokens, epochs, prices, variant.path))
         for name in config["assessments"]:
             target = f"{variant.path}/{name}"
-            if paid:
+            copies = _copies(config, name, variant)
+            if paid and copies:
                 w = work(name, model)
-                replies = len(w.prompts) * w.n * w.max_tokens
-                estimates.append(chat_estimate("sample_generate", target, model, round(sum(w.prompts)), replies, prices, batch))
+                replies = copies * len(w.prompts) * w.n * w.max_tokens
+                tokens = copies * round(sum(w.prompts))
+                estimates.append(chat_estimate("sample_generate", target, model, tokens, replies, prices, batch))
                 if w.logprob_prompts:
-                    tokens, requests = sum(w.logprob_prompts), len(w.logprob_prompts)
+                    tokens, requests = copies * sum(w.logprob_prompts), copies * len(w.logprob_prompts)
                     estimates.append(chat_estimate("sample_logprobs", target, model, tokens, requests, prices, batch))
             if ASSESSMENTS[name].needs_judge and judge["backend"] == "openai":
                 w = work(name, judge["model"])

@@ -77,6 +77,15 @@ def prompt_settings(config: dict, assessment: str) -> dict:
     return _pick(assessment_settings(config, assessment), ASSESSMENTS[assessment].prompt_settings)
 
 
+def variant_prompt_settings(config: dict, assessment: str, variant: Variant) -> dict:
+    """The prompt settings of an assessment whose prompts are built per variant from other variants' answers,
+    and the seed of the variant's draws (which answers are paired)."""
+    return {
+        **prompt_settings(config, assessment),
+        "seed": derive_seed("pairs", assessment_settings(config, assessment).get("seed", 0), variant.path, assessment),
+    }
+
+
 def score_settings(config: dict, assessment: str, variant: Variant) -> dict:
     """The settings an assessment's score reads, and the seed of its bootstrap (one per variant and assessment)."""
     settings = assessment_settings(config, assessment)

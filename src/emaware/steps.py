@@ -123,6 +123,21 @@ def prompts_build(assessment: str, settings: dict, prompts: str) -> None:
     write_jsonl(prompts, rows)
 
 
+def prompts_build_variant(assessment: str, settings: dict, own: str, others: list[str], prompts: str) -> None:
+    """The prompts of an assessment that shows a variant other variants' answers: built from the samples
+    of its source assessment, the variant's own (`own`) and each other variant's (`others`)."""
+    answers = {_variant_of(path).path: read_jsonl(path) for path in others}
+    rows = ASSESSMENTS[assessment].build_prompts(settings, read_jsonl(own), answers)
+    log.info("%s: %d prompts beside the answers of %s", assessment, len(rows), ", ".join(answers))
+    write_jsonl(prompts, rows)
+
+
+def _variant_of(path: str) -> Variant:
+    """The variant of a per-variant file: <kind>/{size}/{domain}/{stage}/seed{seed}/<file>."""
+    parts = Path(path).parts
+    return Variant(parts[-5], parts[-4], parts[-3], int(parts[-2].removeprefix("seed")))
+
+
 def _assessment_of(path: str) -> str:
     """The assessment a per-variant file is of: samples/<variant>/<assessment>.jsonl, judgments/<variant>/<assessment>.<judge>.jsonl …"""
     return Path(path).name.split(".")[0]
@@ -237,9 +252,7 @@ def score_variant(
 
 def _score_record(path: str) -> tuple[dict, str, str]:
     """(variant, assessment, path) of results/scores/{size}/{domain}/{stage}/seed{seed}/{assessment}.json."""
-    parts = Path(path).parts
-    variant = Variant(parts[-5], parts[-4], parts[-3], int(parts[-2].removeprefix("seed")))
-    return variant.as_dict(), Path(path).stem, path
+    return _variant_of(path).as_dict(), Path(path).stem, path
 
 
 def variants_table(scores: list[str], table: str, breakdowns: list[str]) -> None:
@@ -299,6 +312,17 @@ def mfq2_profiles(table: str, figure: str, config: dict) -> None:
     from .figures_battery import mfq_profiles
 
     mfq_profiles(_read_tsv(table), figure, **_figure_options(config))
+
+
+def persona_classes(table: str, classes: str, figure: str, config: dict) -> None:
+    """tables/persona.tsv (each variant's persona class and why) and its figure, from the variants table."""
+    from . import tables
+    from .figures_persona import persona_quadrants
+    from .persona import persona_table
+
+    persona = persona_table(_read_tsv(table))
+    tables.write_tsv(persona, classes)
+    persona_quadrants(persona, figure, **_figure_options(config))
 
 
 def answers(

@@ -141,6 +141,32 @@ rule analysis_mfq2_profiles:
         "../scripts/analysis_mfq2_profiles.py"
 
 
+rule analysis_persona:
+    """Each variant's persona class (coherent, inverted, aligned, unclear) and the figure of the quadrants."""
+    input:
+        table=results("tables/variants.tsv"),
+    output:
+        classes=report(
+            results("tables/persona.tsv"),
+            caption=f"{CAPTIONS}/persona.rst",
+            category="Tables",
+        ),
+        figure=report(
+            results("figures/persona.pdf"),
+            caption=f"{CAPTIONS}/persona.rst",
+            category="Figures",
+        ),
+    log:
+        logs("analysis_persona/persona.log"),
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
+    script:
+        "../scripts/analysis_persona.py"
+
+
 rule analysis_answers:
     """The answer browser: every variant's scores, then per judged assessment its top-rated answers."""
     input:

@@ -93,6 +93,7 @@ localrules:
     tinymodel_build,
     model_base,
     prompts_build,
+    prompts_build_variant,
     score_variant,
     analysis_table,
     analysis_spearman,
@@ -100,6 +101,7 @@ localrules:
     analysis_scatter_matrix,
     analysis_selfassessment_formats,
     analysis_mfq2_profiles,
+    analysis_persona,
     analysis_answers,
 
 
@@ -110,6 +112,7 @@ if {spec["backend"] for spec in config["sizes"].values()} == {"openai"}:
     localrules:
         finetune,
         sample_variant,
+        sample_recognition,
 
 
 if config["judge"]["backend"] == "openai":
@@ -122,6 +125,11 @@ RUN_ASSESSMENTS = list(config["assessments"])
 # What each job writes and reads follows the assessments' declarations (emaware/assessments/base.py).
 JUDGED_ASSESSMENTS = assessments.judged(RUN_ASSESSMENTS)
 LOGPROB_ASSESSMENTS = assessments.with_logprobs(RUN_ASSESSMENTS)
+# A variant's sampling job samples the assessments whose prompts every variant shares. Those that show
+# a variant other variants' answers (output recognition) need the other variants' sampling jobs first:
+# their prompts are built per variant and sampled by a second job (sample_recognition).
+SAMPLED_ASSESSMENTS = assessments.of_one_variant(RUN_ASSESSMENTS)
+COMPARING_ASSESSMENTS = assessments.of_other_variants(RUN_ASSESSMENTS)
 FIGURES = ["inverted_v", "scatter_matrix"] + [
     name
     for name, needed in (
@@ -146,6 +154,8 @@ def get_final_output():
     return [results(f"figures/{name}.pdf") for name in FIGURES] + [
         results("stats/spearman.tsv"),
         results("tables/variants.tsv"),
+        results("tables/persona.tsv"),
+        results("figures/persona.pdf"),
         ANSWERS,
     ]
 
@@ -300,30 +310,81 @@ def get_score_settings(wildcards):
     }
 
 
-def get_sampling(wildcards):
-    """Each assessment's sampling settings (and seed) for this variant."""
-    variant = get_variant(wildcards)
-    return {
-        name: rule_params.sampling(config, variant, name) for name in RUN_ASSESSMENTS
-    }
+def sampling_of(names):
+    """The sampling settings (and seed) of the assessments `names` for a variant: a rule's params."""
+
+    def get(wildcards):
+        variant = get_variant(wildcards)
+        return {name: rule_params.sampling(config, variant, name) for name in names}
+
+    return get
+
+
+def other_variants(variant, name):
+    """The variants whose answers the assessment `name` shows `variant` (its `others` key)."""
+    return emconfig.other_variants(
+        config, variant, config["assessments"][name]["others"]
+    )
+
+
+def compared_assessments(variant):
+    """The assessments that show `variant` other variants' answers: none for a variant without
+    another variant to be shown (a base variant under `others: base`), else all of them (its
+    sample_recognition job writes all)."""
+    if any(other_variants(variant, name) for name in COMPARING_ASSESSMENTS):
+        return COMPARING_ASSESSMENTS
+    return []
+
+
+def source_samples(variant, name):
+    """The samples whose answers the assessment `name` shows, of `variant` (the assessment's declared
+    `answers_of` key names their assessment)."""
+    source = config["assessments"][name][ASSESSMENTS[name].answers_of]
+    return results(f"samples/{variant.path}/{source}.jsonl")
+
+
+def get_own_answers(wildcards):
+    return source_samples(get_variant(wildcards), wildcards.assessment)
+
+
+def get_other_answers(wildcards):
+    name = wildcards.assessment
+    return [
+        source_samples(other, name)
+        for other in other_variants(get_variant(wildcards), name)
+    ]
+
+
+def get_variant_prompt_settings(wildcards):
+    return rule_params.variant_prompt_settings(
+        config, wildcards.assessment, get_variant(wildcards)
+    )
 
 
 def get_score_inputs(wildcards):
-    """A variant's prompts and samples of every assessment, judgments and next-token log-probabilities
-    of those that use them."""
-    variant = VARIANT.format(**wildcards)
+    """A variant's prompts and samples of every assessment (of those that show it other variants'
+    answers only when it has another variant), judgments and next-token log-probabilities of
+    those that use them."""
+    variant = get_variant(wildcards)
+    sampled = SAMPLED_ASSESSMENTS + compared_assessments(variant)
     judge = config["judge"]["name"]
     return {
-        "prompts": [results(f"prompts/{name}.jsonl") for name in RUN_ASSESSMENTS],
+        "prompts": [results(f"prompts/{name}.jsonl") for name in SAMPLED_ASSESSMENTS]
+        + [
+            results(f"prompts/{variant.path}/{name}.jsonl")
+            for name in compared_assessments(variant)
+        ],
         "samples": [
-            results(f"samples/{variant}/{name}.jsonl") for name in RUN_ASSESSMENTS
+            results(f"samples/{variant.path}/{name}.jsonl") for name in sampled
         ],
         "judgments": [
-            results(f"judgments/{variant}/{name}.{judge}.jsonl")
+            results(f"judgments/{variant.path}/{name}.{judge}.jsonl")
             for name in JUDGED_ASSESSMENTS
         ],
         "logprobs": [
-            results(f"logprobs/{variant}/{name}.jsonl") for name in LOGPROB_ASSESSMENTS
+            results(f"logprobs/{variant.path}/{name}.jsonl")
+            for name in LOGPROB_ASSESSMENTS
+            if name in sampled
         ],
     }
 

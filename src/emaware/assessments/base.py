@@ -4,6 +4,11 @@ which breakdown tables it adds, which settings its prompts and its score read, h
 prompts and how it scores. The workflow's rules are built from these declarations (which outputs a
 variant's sampling job writes, which answers its judging job reads and how, what scoring gets), so a
 new assessment is one module that registers itself, plus its resources and its config block.
+
+An assessment that shows a variant answers of other variants (output recognition) declares
+`answers_of`: the settings key naming the assessment whose answers it reads. Its prompts are then
+built per variant, from that assessment's samples of the variant and of its other variants, so it is
+sampled by a second job per variant, after the sampling jobs it reads (workflow/rules/sample.smk).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ JUDGES = ("rating", "label")
 @dataclass(frozen=True)
 class Assessment:
     name: str
-    build_prompts: Callable[[dict], list[dict]]  # settings -> prompt rows {"id", "messages", "meta"}
+    # settings -> prompt rows {"id", "messages", "meta"}; with `answers_of`: (settings, the variant's samples
+    # of that assessment, {other variant's path: its samples}) -> the variant's prompt rows
+    build_prompts: Callable[..., list[dict]]
     score: Callable[..., dict]  # (prompts, samples, judgments, logprobs, settings) -> the score record
     judge: str | None = None  # None, or one of JUDGES
     to_judge: Callable[[list[dict]], list[dict]] | None = None  # label judges: the samples to classify
@@ -28,6 +35,7 @@ class Assessment:
     prompt_settings: tuple[str, ...] = ()  # the settings keys build_prompts reads (its rule's params)
     score_settings: tuple[str, ...] = ()  # the settings keys score reads
     breakdowns: tuple[str, ...] = ()  # a `by_<name>.tsv` table beside variants.tsv for each
+    answers_of: str | None = None  # the settings key naming the assessment whose answers of other variants it shows
 
     def __post_init__(self) -> None:
         if self.judge is not None and self.judge not in JUDGES:
@@ -42,6 +50,10 @@ class Assessment:
     @property
     def needs_logprobs(self) -> bool:
         return self.logprob_requests is not None
+
+    @property
+    def reads_other_variants(self) -> bool:
+        return self.answers_of is not None
 
     def judged_samples(self, samples: list[dict]) -> list[dict]:
         """The samples the judge reads: all of them for a rating judge, the picked ones for a label judge."""
@@ -66,6 +78,16 @@ def judged(names: Iterable[str]) -> list[str]:
 def with_logprobs(names: Iterable[str]) -> list[str]:
     """Of `names`, those that read the model's next-token log-probs (more outputs of its sampling job)."""
     return [name for name in names if REGISTRY[name].needs_logprobs]
+
+
+def of_one_variant(names: Iterable[str]) -> list[str]:
+    """Of `names`, those whose prompts are the same for every variant (sampled by a variant's sampling job)."""
+    return [name for name in names if not REGISTRY[name].reads_other_variants]
+
+
+def of_other_variants(names: Iterable[str]) -> list[str]:
+    """Of `names`, those that show a variant other variants' answers (sampled by a second job per variant)."""
+    return [name for name in names if REGISTRY[name].reads_other_variants]
 
 
 def breakdowns(names: Iterable[str]) -> list[str]:
