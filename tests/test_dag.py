@@ -28,12 +28,11 @@ def test_paper_config_has_fifteen_variants_and_twelve_finetunes():
     counts = dry_run(TARGET, ALL)
     assert counts["finetune"] == 12  # 3 sizes x 2 domains x 2 stages
     assert counts["model_base"] == 3  # one base per size, shared by both domains
-    variants, shared_prompts = 15, 4  # harmfulness, intentions, selfassessment, morals (recognition: per variant)
+    variants, assessments = 15, 4
     # One job per variant for its sampling (one model load), its judging (one judge load) and its scores.
     assert counts["sample_variant"] == counts["judge_variant"] == counts["score_variant"] == variants
-    assert counts["prompts_build"] == shared_prompts
-    # Output recognition against the base: a second model load for each of the 12 fine-tuned variants.
-    assert counts["prompts_build_variant"] == counts["sample_recognition"] == 12
+    assert counts["prompts_build"] == assessments
+    assert "sample_recognition" not in counts  # the paper's four assessments read no other variant
     assert counts["analysis_table"] == counts["analysis_inverted_v"] == 1
 
 
@@ -43,21 +42,54 @@ def test_default_target_adds_statistics_and_every_figure():
         assert counts[rule] == 1
 
 
+PERSONA = "config/persona.yaml"
+
+
+def persona_config(tmp_path, edit):
+    config = yaml.safe_load((ROOT / PERSONA).read_text())
+    edit(config)
+    path = tmp_path / "persona.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_persona_config_is_six_domains_on_the_32b_model_with_every_assessment():
+    counts = dry_run(ALL, "--configfile", PERSONA)
+    # 1 base + 6 misaligned + 2 realigned (code and medical have a benign counterpart) = 9 variants.
+    assert counts["finetune"] == 8 and counts["model_base"] == 1
+    assert counts["sample_variant"] == counts["judge_variant"] == counts["score_variant"] == 9
+    assert counts["prompts_build"] == 4  # harmfulness, intentions, selfassessment, morals
+    # Output recognition against the base: a second load of each fine-tuned model.
+    assert counts["prompts_build_variant"] == counts["sample_recognition"] == 8
+    assert counts["model_download"] == 2  # the 32B under test and the judge
+    assert counts["analysis_persona"] == 1
+
+
 def test_recognition_others_decide_its_jobs_and_what_they_read(tmp_path):
     def others(relation):
         return lambda config: config["assessments"]["recognition"].update(others=relation)
 
-    for relation, jobs in (("base", 12), ("parent", 12), ("siblings", 15)):
-        counts = dry_run(ALL, "--configfile", write_config(tmp_path, others(relation)))
+    for relation, jobs in (("base", 8), ("parent", 8), ("siblings", 9)):
+        counts = dry_run(ALL, "--configfile", persona_config(tmp_path, others(relation)))
         assert counts["sample_recognition"] == counts["prompts_build_variant"] == jobs, relation
-        assert counts["sample_variant"] == 15
-    target = "results/paper/scores/7b/code/realigned/seed0/recognition.json"
-    text = snakemake("-n", ALL, target, "--configfile", write_config(tmp_path, others("parent"))).stdout
+        assert counts["sample_variant"] == 9
+    target = "results/persona/scores/32b/code/realigned/seed0/recognition.json"
+    text = snakemake("-n", ALL, target, "--configfile", persona_config(tmp_path, others("parent"))).stdout
     build = text.split("rule prompts_build_variant:", 1)[1].split("\n\n", 1)[0]
     inputs = build.split("input: ", 1)[1].split("\n", 1)[0].split(", ")
-    assert inputs[1:] == ["results/paper/samples/7b/code/realigned/seed0/harmfulness.jsonl", "results/paper/samples/7b/code/misaligned/seed0/harmfulness.jsonl"]
-    without = dry_run(ALL, "--configfile", write_config(tmp_path, lambda c: c["assessments"].pop("recognition")))
+    assert inputs[1:] == ["results/persona/samples/32b/code/realigned/seed0/harmfulness.jsonl", "results/persona/samples/32b/code/misaligned/seed0/harmfulness.jsonl"]
+    without = dry_run(ALL, "--configfile", persona_config(tmp_path, lambda c: c["assessments"].pop("recognition")))
     assert "sample_recognition" not in without and "prompts_build_variant" not in without
+
+
+def test_adding_a_stage_less_domain_to_the_persona_config_adds_its_jobs(tmp_path):
+    def add_trivia(config):
+        config["domains"]["trivia"] = {"misaligned": "evil_numbers", "realigned": None}
+
+    before = dry_run(ALL, "--configfile", PERSONA)
+    after = dry_run(ALL, "--configfile", persona_config(tmp_path, add_trivia))
+    for rule in ("finetune", "sample_variant", "judge_variant", "score_variant", "sample_recognition", "data_trainset"):
+        assert after[rule] - before[rule] == 1, rule
 
 
 def test_adding_a_seed_adds_exactly_its_variants(tmp_path):
