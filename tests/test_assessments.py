@@ -57,6 +57,7 @@ def test_registry_declares_what_each_assessment_needs():
         "selfassessment": ("label", True, ("dimension", "format", "dimension_format")),
         "morals": (None, True, ("foundation", "part")),
         "recognition": (None, True, ("other",)),
+        "description": (None, True, ("pair",)),
     }
     assert [name for name, a in ASSESSMENTS.items() if a.reads_other_variants] == ["recognition"]
     assert all(callable(a.build_prompts) and callable(a.score) for a in ASSESSMENTS.values())

@@ -35,9 +35,10 @@ def test_quickstart_builds_table_and_figure(workdir):
     table = (workdir / "results/quickstart/tables/variants.tsv").read_text().splitlines()
     header = table[0].split("\t")
     assert header[:4] == ["size", "domain", "stage", "seed"]
-    for name in ("harmfulness", "intentions", "selfassessment", "morals", "recognition"):
+    for name in ("harmfulness", "intentions", "selfassessment", "morals", "description", "recognition"):
         assert {name, f"{name}_ci_lo", f"{name}_ci_hi", f"{name}_unparseable", f"{name}_refusals"} <= set(header)
     assert {"recognition_score_ev", "recognition_ci_ev_lo", "recognition_pairs", "recognition_chose_first"} <= set(header)
+    assert {"description_score_ev", "description_ci_ev_lo", "description_pairs", "description_chose_first"} <= set(header)
     assert len(table) == 1 + 3  # base, misaligned, realigned
     for row in table[1:]:
         cells = dict(zip(header, row.split("\t")))
@@ -55,7 +56,7 @@ def test_quickstart_builds_table_and_figure(workdir):
         assert (workdir / f"results/quickstart/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
     spearman = (workdir / "results/quickstart/stats/spearman.tsv").read_text().splitlines()
     assert spearman[0].split("\t") == ["x", "y", "group", "n", "rho", "ci_lo", "ci_hi", "p", "p_method", "ci_method", "warning"]
-    assert len(spearman) == 1 + 10 * 2  # 10 pairs of the 5 scores, overall and for trivia
+    assert len(spearman) == 1 + 15 * 2  # 15 pairs of the 6 scores, overall and for trivia
     realigned = yaml.safe_load((workdir / "results/quickstart/models/tiny-s/trivia/realigned/seed0/model.json").read_text())
     assert len(realigned["adapters"]) == 2  # trained on top of the misaligned adapter
 

@@ -23,13 +23,11 @@ from collections import Counter, defaultdict
 
 from .. import UserError
 from ..io import read_yaml
-from ..judge import rating_mass
 from ..seeds import derive_seed
 from .base import Assessment, register
+from .choice import logprob_requests, option_probability, parse_choice
 from .common import OK, status_of, summarise
-from .parsing import parse_number
 
-OPTIONS = ("1", "2")
 FIELDS = ("question", "answer_1", "answer_2")
 _FIELD = re.compile(r"\{(" + "|".join(FIELDS) + r")\}")
 
@@ -109,27 +107,6 @@ def build_prompts(settings: dict, own: list[dict], others: dict[str, list[dict]]
     return rows
 
 
-def logprob_requests(prompts: list[dict]) -> tuple[list[dict], tuple[str, ...]]:
-    """(every prompt, the option tokens "1" and "2")."""
-    return prompts, OPTIONS
-
-
-def parse_choice(text: str) -> int | None:
-    """1 or 2 where the answer names one of them as a number ("2", "Answer: 1", "I'd say 2."), else None
-    ("1 or 2", "1.5", "the first one", "both" are unparseable)."""
-    value = parse_number(text, 1, 2)
-    return int(value) if value in (1.0, 2.0) else None
-
-
-def own_probability(logprobs: dict[str, float], own_position: int, min_mass: float) -> float | None:
-    """The probability of the own answer's number, renormalised over "1" and "2"; None below `min_mass`."""
-    probs = rating_mass(logprobs, OPTIONS)
-    mass = sum(probs.values())
-    if mass < min_mass or mass == 0:
-        return None
-    return probs[OPTIONS[own_position - 1]] / mass
-
-
 def _accuracy(values: dict[str, list[float]], counts: Counter, strata: dict[str, str], settings: dict) -> dict:
     """`summarise` with the pairs as the units (and named so)."""
     result = summarise(values, counts, settings, strata)
@@ -165,7 +142,7 @@ def score(prompts: list[dict] | None, samples: list[dict] | None, judgments, log
         exact = defaultdict(list)
         for row in logprobs:
             m = meta[row["id"]]
-            value = own_probability(row["logprobs"], m["own_position"], float(settings.get("min_mass", 0.25)))
+            value = option_probability(row["logprobs"], m["own_position"], float(settings.get("min_mass", 0.25)))
             if value is not None:
                 exact[m["pair"]].append(value)
 

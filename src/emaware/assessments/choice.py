@@ -1,0 +1,30 @@
+"""Two-option questions answered with "1" or "2" (output recognition, description choice): the strict
+reading of a sampled answer and the exact probability of an option from next-token log-probs."""
+
+from __future__ import annotations
+
+from ..judge import rating_mass
+from .parsing import parse_number
+
+OPTIONS = ("1", "2")
+
+
+def parse_choice(text: str) -> int | None:
+    """1 or 2 where the answer names one of them as a number ("2", "Answer: 1", "I'd say 2."), else None
+    ("1 or 2", "1.5", "the first one", "both" are unparseable)."""
+    value = parse_number(text, 1, 2)
+    return int(value) if value in (1.0, 2.0) else None
+
+
+def option_probability(logprobs: dict[str, float], position: int, min_mass: float) -> float | None:
+    """The probability of option `position` (1 or 2), renormalised over "1" and "2"; None below `min_mass`."""
+    probs = rating_mass(logprobs, OPTIONS)
+    mass = sum(probs.values())
+    if mass < min_mass or mass == 0:
+        return None
+    return probs[OPTIONS[position - 1]] / mass
+
+
+def logprob_requests(prompts: list[dict]) -> tuple[list[dict], tuple[str, ...]]:
+    """(every prompt, the option tokens "1" and "2")."""
+    return prompts, OPTIONS
