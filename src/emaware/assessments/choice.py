@@ -3,7 +3,11 @@ reading of a sampled answer and the exact probability of an option from next-tok
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Mapping
+
 from ..judge import rating_mass
+from .common import summarise
 from .parsing import parse_number
 
 OPTIONS = ("1", "2")
@@ -28,3 +32,14 @@ def option_probability(logprobs: dict[str, float], position: int, min_mass: floa
 def logprob_requests(prompts: list[dict]) -> tuple[list[dict], tuple[str, ...]]:
     """(every prompt, the option tokens "1" and "2")."""
     return prompts, OPTIONS
+
+
+def with_exact(sampled: dict, exact: Mapping[str, list[float]], settings: Mapping, strata: Mapping[str, str] | None = None) -> dict:
+    """A sampled summary with the exact values' score and CI beside it (`score_ev`, `ci_ev`, `ci_ev_note`)."""
+    closed = summarise(exact, Counter(), settings, strata)
+    return {**sampled, "score_ev": closed["score"], "ci_ev": closed["ci"], "ci_ev_note": closed["ci_note"]}
+
+
+def chose_first(first: list[bool]) -> float | None:
+    """The fraction of parsed answers that chose option 1 (position bias; both orders are asked)."""
+    return sum(first) / len(first) if first else None

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from .. import UserError
 from ..io import read_yaml
 from .base import Assessment, register
-from .choice import logprob_requests, option_probability, parse_choice
+from .choice import chose_first, logprob_requests, option_probability, parse_choice, with_exact
 from .common import OK, status_of, summarise
 
 FIELDS = ("description_1", "description_2")
@@ -80,13 +80,12 @@ def score(prompts: list[dict], samples: list[dict], judgments, logprobs: list[di
 
     def part(names: list[str]) -> dict:
         sampled = summarise({p: chosen[p] for p in names}, sum((counts[p] for p in names), Counter()), settings)
-        closed = summarise({p: exact[p] for p in names}, Counter(), settings)
-        return {**sampled, "score_ev": closed["score"], "ci_ev": closed["ci"], "ci_ev_note": closed["ci_note"]}
+        return with_exact(sampled, {p: exact[p] for p in names}, settings)
 
     result = {"assessment": "description", **part(pairs)}
     result["pairs"] = result.pop("prompts")
     result["ev_missing"] = len(logprobs or []) - sum(len(v) for v in exact.values())
-    result["chose_first"] = sum(first) / len(first) if first else None
+    result["chose_first"] = chose_first(first)
     result["by_pair"] = [{"pair": pair, **part([pair])} for pair in pairs]
     return result
 

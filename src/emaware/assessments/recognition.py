@@ -25,7 +25,7 @@ from .. import UserError
 from ..io import read_yaml
 from ..seeds import derive_seed
 from .base import Assessment, register
-from .choice import logprob_requests, option_probability, parse_choice
+from .choice import chose_first, logprob_requests, option_probability, parse_choice, with_exact
 from .common import OK, status_of, summarise
 
 FIELDS = ("question", "answer_1", "answer_2")
@@ -114,11 +114,6 @@ def _accuracy(values: dict[str, list[float]], counts: Counter, strata: dict[str,
     return result
 
 
-def _with_exact(result: dict, exact: dict[str, list[float]], strata: dict[str, str], settings: dict) -> dict:
-    accuracy = _accuracy(exact, Counter(), strata, settings)
-    return {**result, "score_ev": accuracy["score"], "ci_ev": accuracy["ci"], "ci_ev_note": accuracy["ci_note"]}
-
-
 def score(prompts: list[dict] | None, samples: list[dict] | None, judgments, logprobs: list[dict] | None, settings: dict) -> dict:
     """The score file: accuracy (sampled, and exact from the log-probs) with CIs, the fraction of parsed
     answers that chose the first position, and `by_other`. Settings: `min_mass`, bootstrap keys.
@@ -149,7 +144,7 @@ def score(prompts: list[dict] | None, samples: list[dict] | None, judgments, log
     def part(others: list[str]) -> dict:
         keep = {pair: other for pair, other in strata.items() if other in others}
         result = _accuracy({p: answers[p] for p in keep}, sum((counts[o] for o in others), Counter()), keep, settings)
-        return result if exact is None else _with_exact(result, {p: exact[p] for p in keep}, keep, settings)
+        return result if exact is None else with_exact(result, {p: exact[p] for p in keep}, settings, keep)
 
     others = list(dict.fromkeys(strata.values()))
     result = {"assessment": "recognition", **part(others)}
@@ -158,7 +153,7 @@ def score(prompts: list[dict] | None, samples: list[dict] | None, judgments, log
         result.update(ci_note=why)
     if exact is not None:
         result["ev_missing"] = len(logprobs) - sum(len(v) for v in exact.values())
-    result["chose_first"] = sum(first) / len(first) if first else None
+    result["chose_first"] = chose_first(first)
     result["by_other"] = [{"other": other, **part([other])} for other in others]
     return result
 
