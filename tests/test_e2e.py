@@ -175,14 +175,14 @@ def test_a_changed_assessment_recomputes_only_its_own_answers(workdir, tmp_path)
     shutil.copytree(workdir, copy, symlinks=True)
     config = edited_config(copy, lambda c: c["assessments"]["harmfulness"].update(samples=2))
     variant = "tiny-s/trivia/misaligned/seed0"
-    kept = [f"samples/{variant}/{name}.jsonl" for name in ("intentions", "selfassessment", "morals")]
-    kept += [f"logprobs/{variant}/{name}.jsonl" for name in ("selfassessment", "morals")]
+    kept = [f"samples/{variant}/{name}.jsonl" for name in ("intentions", "selfassessment", "morals", "description")]
+    kept += [f"logprobs/{variant}/{name}.jsonl" for name in ("selfassessment", "morals", "description")]
     before = {path: (copy / "results/quickstart" / path).read_bytes() for path in kept}
     snakemake("--cores", "2", "--configfile", config, cwd=copy)
     assert {path: (copy / "results/quickstart" / path).read_bytes() for path in kept} == before
     sampling = job_log(copy, "sample_variant", variant)
     lookups = re.findall(r"local answer cache: (\d+) of (\d+) replies", sampling)
-    assert len(lookups) == 6  # 4 sampled assessments, 2 read for log-probs
+    assert len(lookups) == 8  # 5 sampled assessments, 3 read for log-probs (recognition has its own job)
     assert [hits == total for hits, total in lookups].count(False) == 1  # harmfulness with n = 2: new requests
     assert "1 model load(s)" in sampling
     # Seeds are per sample index, so the 2 answers are the first 2 of the 3: the judge has read them all.
