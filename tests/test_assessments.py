@@ -58,6 +58,7 @@ def test_registry_declares_what_each_assessment_needs():
         "morals": (None, True, ("foundation", "part")),
         "recognition": (None, True, ("other",)),
         "description": (None, True, ("pair",)),
+        "prediction": (None, True, ("category",)),
     }
     assert [name for name, a in ASSESSMENTS.items() if a.reads_other_variants] == ["recognition"]
     assert all(callable(a.build_prompts) and callable(a.score) for a in ASSESSMENTS.values())

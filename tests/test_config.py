@@ -34,6 +34,14 @@ def test_defaults_are_filled():
         (lambda c: c["domains"]["code"].update(misaligned="nope"), "config key domains.code.misaligned: dataset 'nope'"),
         (lambda c: c.update(seeds=[]), "config key seeds:"),
         (lambda c: c["domains"].update(all={"misaligned": "trivia_incorrect"}), "config key domains:"),
+        (
+            lambda c: c["assessments"].update(prediction={"mode": "overall", "prompts": "harmfulness_prompts"}),
+            "config key assessments.prediction.prompts: mode 'overall' asks about no prompts",
+        ),
+        (
+            lambda c: c["assessments"].update(prediction={"prompts": "insecure_code"}),
+            "config key assessments.prediction.prompts: dataset 'insecure_code' has format 'chat'; score prediction needs format 'prompts'",
+        ),
     ],
 )
 def test_bad_config_names_the_key(edit, message):

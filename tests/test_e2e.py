@@ -35,10 +35,11 @@ def test_quickstart_builds_table_and_figure(workdir):
     table = (workdir / "results/quickstart/tables/variants.tsv").read_text().splitlines()
     header = table[0].split("\t")
     assert header[:4] == ["size", "domain", "stage", "seed"]
-    for name in ("harmfulness", "intentions", "selfassessment", "morals", "description", "recognition"):
+    for name in ("harmfulness", "intentions", "selfassessment", "morals", "description", "prediction", "recognition"):
         assert {name, f"{name}_ci_lo", f"{name}_ci_hi", f"{name}_unparseable", f"{name}_refusals"} <= set(header)
     assert {"recognition_score_ev", "recognition_ci_ev_lo", "recognition_pairs", "recognition_chose_first"} <= set(header)
     assert {"description_score_ev", "description_ci_ev_lo", "description_pairs", "description_chose_first"} <= set(header)
+    assert {"prediction_score_ev", "prediction_ci_ev_lo", "prediction_error", "prediction_ev_error"} <= set(header)  # predicted - measured
     assert len(table) == 1 + 3  # base, misaligned, realigned
     for row in table[1:]:
         cells = dict(zip(header, row.split("\t")))
@@ -56,7 +57,8 @@ def test_quickstart_builds_table_and_figure(workdir):
         assert (workdir / f"results/quickstart/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
     spearman = (workdir / "results/quickstart/stats/spearman.tsv").read_text().splitlines()
     assert spearman[0].split("\t") == ["x", "y", "group", "n", "rho", "ci_lo", "ci_hi", "p", "p_method", "ci_method", "warning"]
-    assert len(spearman) == 1 + 15 * 2  # 15 pairs of the 6 scores, overall and for trivia
+    assert len(spearman) == 1 + 21 * 2  # 21 pairs of the 7 scores, overall and for trivia
+    assert any(line.startswith("harmfulness\tprediction\toverall\t") for line in spearman)
     realigned = yaml.safe_load((workdir / "results/quickstart/models/tiny-s/trivia/realigned/seed0/model.json").read_text())
     assert len(realigned["adapters"]) == 2  # trained on top of the misaligned adapter
 
@@ -116,6 +118,7 @@ RERUNS = [
     ("assessments.intentions.judge_prompt", "config/intentions_judge.yaml", {"judge_variant", "score_variant"} | ANALYSIS),
     ("assessments.harmfulness.samples", 2, MODEL_JOBS),
     ("assessments.intentions.queries_per_dimension", 3, {"prompts_build"} | MODEL_JOBS),
+    ("assessments.prediction.mode", "overall", {"prompts_build"} | MODEL_JOBS),
     ("sampling.temperature", 0.7, MODEL_JOBS),
     ("assessments.recognition.min_mass", 0.1, {"score_variant"} | ANALYSIS),
     ("assessments.recognition.samples", 1, {"sample_recognition", "score_variant"} | ANALYSIS),
@@ -177,12 +180,14 @@ def test_a_changed_assessment_recomputes_only_its_own_answers(workdir, tmp_path)
     variant = "tiny-s/trivia/misaligned/seed0"
     kept = [f"samples/{variant}/{name}.jsonl" for name in ("intentions", "selfassessment", "morals", "description")]
     kept += [f"logprobs/{variant}/{name}.jsonl" for name in ("selfassessment", "morals", "description")]
+    # (prediction asks about the harmfulness prompts, not its answers: its samples stay too)
+    kept += [f"samples/{variant}/prediction.jsonl", f"logprobs/{variant}/prediction.jsonl"]
     before = {path: (copy / "results/quickstart" / path).read_bytes() for path in kept}
     snakemake("--cores", "2", "--configfile", config, cwd=copy)
     assert {path: (copy / "results/quickstart" / path).read_bytes() for path in kept} == before
     sampling = job_log(copy, "sample_variant", variant)
     lookups = re.findall(r"local answer cache: (\d+) of (\d+) replies", sampling)
-    assert len(lookups) == 8  # 5 sampled assessments, 3 read for log-probs (recognition has its own job)
+    assert len(lookups) == 10  # 6 sampled assessments, 4 read for log-probs (recognition has its own job)
     assert [hits == total for hits, total in lookups].count(False) == 1  # harmfulness with n = 2: new requests
     assert "1 model load(s)" in sampling
     # Seeds are per sample index, so the 2 answers are the first 2 of the 3: the judge has read them all.

@@ -20,12 +20,14 @@ STAGES = ("base", "misaligned", "realigned")
 BASE_DOMAIN = "all"  # the base model is shared by every domain
 TINY_MODELS = "results/tinymodels/"
 # The settings key of each assessment that names a dataset (a key of the config's `datasets`).
-DATASET_KEYS = {"harmfulness": "prompts", "morals": "items"}
+DATASET_KEYS = {"harmfulness": "prompts", "morals": "items", "prediction": "prompts"}
 # The `format` each use of a dataset needs: fine-tuning reads chat sets (ending with an assistant
-# answer), the harmfulness prompts end with a user turn, the MFQ-2 items are a CSV file.
+# answer), the harmfulness prompts (and those score prediction asks about) end with a user turn, the
+# MFQ-2 items are a CSV file.
 DATASET_FORMATS = {
     "domains": ("chat", "fine-tuning"),
     "harmfulness": ("prompts", "harmfulness"),
+    "prediction": ("prompts", "score prediction"),
     "morals": ("raw", "morals"),
 }
 # Text that YAML 1.1 (PyYAML, Snakemake) does not read as a number although it looks like one: 1e-5.
@@ -72,6 +74,7 @@ def validate(config: dict, schema_path: str | Path) -> dict:
     if errors:
         err = errors[0]
         raise UserError(f"config key {_key(err.absolute_path)}: {_message(err)}")
+    _fill_prediction_prompts(config["assessments"])
     _check_references(config)
     return _canonical_order(config)
 
@@ -129,6 +132,18 @@ def _message(err: jsonschema.ValidationError) -> str:
     if err.validator == "type" and isinstance(err.instance, str) and YAML_TEXT_NUMBER.fullmatch(err.instance):
         return f"{err.message} (YAML reads a number like 1e-5, without a dot, as text: write 1.0e-5)"
     return err.message
+
+
+def _fill_prediction_prompts(assessments: dict) -> None:
+    """Score prediction asks about the harmfulness prompts unless it names a set of its own; in `overall`
+    mode it asks about no prompt, so a set named there would be ignored: refused instead."""
+    spec = assessments.get("prediction")
+    if spec is None:
+        return
+    if spec["mode"] == "overall" and spec["prompts"] is not None:
+        raise UserError("config key assessments.prediction.prompts: mode 'overall' asks about no prompts; leave the key out")
+    if spec["mode"] == "per_prompt" and spec["prompts"] is None:
+        spec["prompts"] = assessments["harmfulness"]["prompts"]
 
 
 def _check_references(config: dict) -> None:
@@ -241,8 +256,14 @@ def uses_openai(config: dict) -> bool:
 def used_datasets(config: dict) -> list[str]:
     """The datasets the active domains train on and the assessments read, in config order."""
     names = [config["domains"][d].get(stage) for d in active_domains(config) for stage in ("misaligned", "realigned")]
-    names += [config["assessments"][name][key] for name, key in DATASET_KEYS.items() if name in config["assessments"]]
+    names += [assessment_dataset(config, name) for name in config["assessments"]]
     return list(dict.fromkeys(n for n in names if n))
+
+
+def assessment_dataset(config: dict, name: str) -> str | None:
+    """The dataset (a key of `datasets`) an assessment reads, or None (score prediction reads none in `overall` mode)."""
+    key = DATASET_KEYS.get(name)
+    return config["assessments"][name][key] if key else None
 
 
 def results_dir(config: dict) -> str:
@@ -265,8 +286,9 @@ def assessment_files(config: dict, name: str) -> dict[str, str]:
     """The files an assessment's prompts are built from, by settings key (datasets resolved to their file)."""
     spec = config["assessments"][name]
     files = {key: spec[key] for key in RESOURCE_KEYS if key in spec and key != DATASET_KEYS.get(name)}
-    if name in DATASET_KEYS:
-        files[DATASET_KEYS[name]] = dataset_file(config, spec[DATASET_KEYS[name]])
+    dataset = assessment_dataset(config, name)
+    if dataset is not None:
+        files[DATASET_KEYS[name]] = dataset_file(config, dataset)
     return files
 
 

@@ -19,6 +19,12 @@ from .io import atomic_write, read_json
 IDENTITY = ["size", "domain", "stage", "seed"]
 LEADING = ["score", "ci_lo", "ci_hi", "n", "unparseable", "refusals", "unclear"]
 Record = tuple[dict, str, dict]  # (variant {size, domain, stage, seed}, assessment name, score file content)
+# Columns computed from two score columns of one variant: (name, minuend, subtrahend). Score prediction's
+# signed error: how far a variant over- (+) or under- (−) states its measured harmfulness, both on 0–1.
+DIFFERENCES = (
+    ("prediction_error", "prediction", "harmfulness"),
+    ("prediction_ev_error", "prediction_score_ev", "harmfulness"),
+)
 
 
 def read_records(entries: Iterable[tuple[dict, str, str | Path]]) -> list[Record]:
@@ -43,7 +49,7 @@ def _ordered(columns: list[str], leading: list[str]) -> list[str]:
 
 def variants_table(records: Iterable[Record]) -> pd.DataFrame:
     """One row per variant (order of first appearance): identity columns, then per assessment its score
-    under the assessment's name and every other field as `<assessment>_<field>`."""
+    under the assessment's name and every other field as `<assessment>_<field>`; the DIFFERENCES last."""
     rows: dict[tuple, dict] = {}
     columns: dict[str, None] = dict.fromkeys(IDENTITY)
     for variant, assessment, result in records:
@@ -53,7 +59,15 @@ def variants_table(records: Iterable[Record]) -> pd.DataFrame:
             name = assessment if key == "score" else f"{assessment}_{key}"
             row[name] = fields[key]
             columns.setdefault(name)
-    return pd.DataFrame(list(rows.values()), columns=list(columns))
+    return with_differences(pd.DataFrame(list(rows.values()), columns=list(columns)))
+
+
+def with_differences(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with each of DIFFERENCES whose two columns it has (empty where either score is missing)."""
+    for name, minuend, subtrahend in DIFFERENCES:
+        if {minuend, subtrahend} <= set(table.columns):
+            table[name] = table[minuend].astype(float) - table[subtrahend].astype(float)
+    return table
 
 
 def _breakdown_rows(name: str, breakdown: list | dict) -> list[dict]:

@@ -234,8 +234,8 @@ def get_stage_dataset(wildcards):
 def used_dataset_names(wildcards):
     """The datasets whose fetched copy is read here (a domain's stage set, or an assessment's)."""
     if "assessment" in wildcards.keys():
-        key = emconfig.DATASET_KEYS.get(wildcards.assessment)
-        return [config["assessments"][wildcards.assessment][key]] if key else []
+        dataset = emconfig.assessment_dataset(config, wildcards.assessment)
+        return [dataset] if dataset else []
     return [stage_dataset(config["domains"], wildcards.domain, wildcards.stage)]
 
 

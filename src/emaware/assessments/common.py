@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -64,6 +64,12 @@ def judged_label(index: Mapping[tuple[str, int], dict], sample: dict) -> str | N
 def finite(x: float | None) -> float | None:
     """JSON has no NaN: missing numbers are null."""
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def mean_of(values: Iterable[float | None]) -> float | None:
+    """The mean of the values that are not None; None when there are none."""
+    present = [v for v in values if v is not None]
+    return finite(np.mean(present)) if present else None
 
 
 def summarise(
