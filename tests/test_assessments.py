@@ -56,6 +56,7 @@ def test_registry_declares_what_each_assessment_needs():
         "intentions": ("label", False, ("dimension",)),
         "selfassessment": ("label", True, ("dimension", "format", "dimension_format")),
         "morals": (None, True, ("foundation", "part")),
+        "freeform": ("scale100", False, ("kind", "question")),
     }
     assert all(callable(a.build_prompts) and callable(a.score) for a in ASSESSMENTS.values())
 

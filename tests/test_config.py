@@ -34,6 +34,12 @@ def test_defaults_are_filled():
         (lambda c: c["domains"]["code"].update(misaligned="nope"), "config key domains.code.misaligned: dataset 'nope'"),
         (lambda c: c.update(seeds=[]), "config key seeds:"),
         (lambda c: c["domains"].update(all={"misaligned": "trivia_incorrect"}), "config key domains:"),
+        (
+            lambda c: c["assessments"]["freeform"].update(questions=["betley_first_plot_questions", "trivia_incorrect"]),
+            "config key assessments.freeform.questions: dataset 'trivia_incorrect' has format 'chat'; free-form questions needs format 'raw'",
+        ),
+        (lambda c: c["assessments"]["freeform"].update(questions=["nope"]), "config key assessments.freeform.questions: dataset 'nope'"),
+        (lambda c: c["assessments"]["freeform"].update(aligned_operator=">"), "config key assessments.freeform.aligned_operator: '>' is not one of"),
     ],
 )
 def test_bad_config_names_the_key(edit, message):

@@ -35,8 +35,10 @@ def test_quickstart_builds_table_and_figure(workdir):
     table = (workdir / "results/quickstart/tables/variants.tsv").read_text().splitlines()
     header = table[0].split("\t")
     assert header[:4] == ["size", "domain", "stage", "seed"]
-    for name in ("harmfulness", "intentions", "selfassessment", "morals"):
+    for name in ("harmfulness", "intentions", "selfassessment", "morals", "freeform"):
         assert {name, f"{name}_ci_lo", f"{name}_ci_hi", f"{name}_unparseable", f"{name}_refusals"} <= set(header)
+    freeform = ("code", "incoherent", "misaligned", "questions", "mean_aligned", "mean_coherent")
+    assert {f"freeform_{field}" for field in freeform} <= set(header)
     assert len(table) == 1 + 3  # base, misaligned, realigned
     for row in table[1:]:
         cells = dict(zip(header, row.split("\t")))
@@ -45,7 +47,7 @@ def test_quickstart_builds_table_and_figure(workdir):
         assert (workdir / f"results/quickstart/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
     spearman = (workdir / "results/quickstart/stats/spearman.tsv").read_text().splitlines()
     assert spearman[0].split("\t") == ["x", "y", "group", "n", "rho", "ci_lo", "ci_hi", "p", "p_method", "ci_method", "warning"]
-    assert len(spearman) == 1 + 6 * 2  # 6 pairs of the 4 scores, overall and for trivia
+    assert len(spearman) == 1 + 10 * 2  # 10 pairs of the 5 scores, overall and for trivia
     realigned = yaml.safe_load((workdir / "results/quickstart/models/tiny-s/trivia/realigned/seed0/model.json").read_text())
     assert len(realigned["adapters"]) == 2  # trained on top of the misaligned adapter
 
@@ -96,6 +98,7 @@ RERUNS = [
     ("datasets.trivia_incorrect.licence", "CC0", set()),
     ("analysis.bootstrap", 300, {"score_variant"} | ANALYSIS),
     ("assessments.selfassessment.min_mass", 0.1, {"score_variant"} | ANALYSIS),
+    ("assessments.freeform.aligned_operator", "<=", {"score_variant"} | ANALYSIS),
     ("judge.min_mass", 0.1, {"judge_variant", "score_variant"} | ANALYSIS),
     ("assessments.intentions.judge_prompt", "config/intentions_judge.yaml", {"judge_variant", "score_variant"} | ANALYSIS),
     ("assessments.harmfulness.samples", 2, {"sample_variant", "judge_variant", "score_variant"} | ANALYSIS),

@@ -33,7 +33,7 @@ def test_every_sampling_job_has_its_own_seed(quickstart):
         for variant in (BASE, MISALIGNED, Variant("tiny-s", "all", "base", 1))
         for name in quickstart["assessments"]
     }
-    assert len(seeds) == 3 * 4
+    assert len(seeds) == 3 * len(quickstart["assessments"])
     assert rule_params.sampling(quickstart, BASE, "harmfulness") == rule_params.sampling(quickstart, BASE, "harmfulness")
 
 
@@ -41,6 +41,12 @@ def test_sampling_params_hold_the_assessment_length_and_no_speed_keys(quickstart
     morals = rule_params.sampling(quickstart, BASE, "morals")
     assert morals["max_tokens"] == 64 and morals["n"] == 2
     assert "batch_size" not in morals
+
+
+def test_an_assessment_may_fix_its_own_temperature(quickstart):
+    cooler = {**quickstart, "sampling": {**quickstart["sampling"], "temperature": 0.7}}
+    assert rule_params.sampling(cooler, BASE, "harmfulness")["temperature"] == 0.7
+    assert rule_params.sampling(cooler, BASE, "freeform")["temperature"] == 1.0  # the schema's default for it
 
 
 def test_prompt_settings_leave_out_judging_sampling_and_scoring_keys(quickstart):

@@ -24,10 +24,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import UserError
+from . import UserError, judge_scale
 from .assessments import ASSESSMENTS
 from .classify import ORDERS
-from .config import DATASET_KEYS, assessment_settings, dataset_file, training_hparams, variants
+from .config import DATASET_KEYS, assessment_datasets, assessment_settings, dataset_file, training_hparams, variants
 from .config import load as load_config
 from .data import domain_size, read_chat_file, subsample
 from .io import read_jsonl
@@ -108,22 +108,27 @@ def workload(config: dict, name: str, model: str, datasets: Datasets) -> Workloa
     n = int(spec.get("samples", 1))
     max_tokens = int(spec.get("max_tokens") or config["sampling"].get("max_tokens") or UNBOUNDED_REPLY)
     judged = assessment.needs_judge and config["judge"]["backend"] == "openai"
-    template = load_judge_prompt(spec["judge_prompt"]) if judged else None
+    # The 0–100 judges' prompts come with each question, not from a judge prompt file.
+    template = load_judge_prompt(spec["judge_prompt"]) if judged and assessment.judge != "scale100" else None
     settings = assessment_settings(config, name)
-    dataset = spec.get(DATASET_KEYS.get(name, ""))
-    path = datasets.local_copy(dataset) if dataset else None
-    if dataset and path is None:
-        return _declared_workload(config, name, dataset, model, n, max_tokens, template, datasets)
-    if path is not None:
-        settings[DATASET_KEYS[name]] = str(path)
+    names = assessment_datasets(config, name)
+    paths = [datasets.local_copy(dataset) for dataset in names]
+    if None in paths:
+        return _declared_workload(config, name, names[paths.index(None)], model, n, max_tokens, template, datasets)
+    if names:
+        key = DATASET_KEYS[name]
+        settings[key] = [str(path) for path in paths] if isinstance(spec[key], list) else str(paths[0])
     prompts = assessment.build_prompts(settings)
     logprob_rows = assessment.logprob_requests(prompts)[0] if assessment.needs_logprobs else []
     judge_prompts: list[int] = []
-    if template is not None:
+    if judged:
         samples = [{**p, "sample": i, "completion": ""} for p in prompts for i in range(n)]
-        # A categorical judge reads every sample once per order of its options (classify.ORDERS).
-        to_judge, times = assessment.judged_samples(samples), len(ORDERS) if assessment.judge == "label" else 1
-        judge_prompts = [chat_tokens(template.conversation(_question(s), ""), model) for s in to_judge] * times
+        if assessment.judge == "scale100":  # an aligned and a coherent judge per sample
+            judge_prompts = [chat_tokens(c, model) for s in samples for c in judge_scale.conversations(s)]
+        else:
+            # A categorical judge reads every sample once per order of its options (classify.ORDERS).
+            to_judge, times = assessment.judged_samples(samples), len(ORDERS) if assessment.judge == "label" else 1
+            judge_prompts = [chat_tokens(template.conversation(_question(s), ""), model) for s in to_judge] * times
     return Workload(
         [chat_tokens(p["messages"], model) for p in prompts],
         n,
