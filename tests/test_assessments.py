@@ -59,6 +59,7 @@ def test_registry_declares_what_each_assessment_needs():
         "recognition": (None, True, ("other",)),
         "description": (None, True, ("pair",)),
         "prediction": (None, True, ("category",)),
+        "freeform": ("scale100", False, ("kind", "question")),
     }
     assert [name for name, a in ASSESSMENTS.items() if a.reads_other_variants] == ["recognition"]
     assert all(callable(a.build_prompts) and callable(a.score) for a in ASSESSMENTS.values())

@@ -42,6 +42,12 @@ def test_defaults_are_filled():
             lambda c: c["assessments"].update(prediction={"prompts": "insecure_code"}),
             "config key assessments.prediction.prompts: dataset 'insecure_code' has format 'chat'; score prediction needs format 'prompts'",
         ),
+        (
+            lambda c: c["assessments"]["freeform"].update(questions=["betley_first_plot_questions", "trivia_incorrect"]),
+            "config key assessments.freeform.questions: dataset 'trivia_incorrect' has format 'chat'; free-form questions needs format 'raw'",
+        ),
+        (lambda c: c["assessments"]["freeform"].update(questions=["nope"]), "config key assessments.freeform.questions: dataset 'nope'"),
+        (lambda c: c["assessments"]["freeform"].update(aligned_operator=">"), "config key assessments.freeform.aligned_operator: '>' is not one of"),
     ],
 )
 def test_bad_config_names_the_key(edit, message):

@@ -28,7 +28,7 @@ def test_paper_config_has_fifteen_variants_and_twelve_finetunes():
     counts = dry_run(TARGET, ALL)
     assert counts["finetune"] == 12  # 3 sizes x 2 domains x 2 stages
     assert counts["model_base"] == 3  # one base per size, shared by both domains
-    variants, assessments = 15, 4
+    variants, assessments = 15, 5
     # One job per variant for its sampling (one model load), its judging (one judge load) and its scores.
     assert counts["sample_variant"] == counts["judge_variant"] == counts["score_variant"] == variants
     assert counts["prompts_build"] == assessments
@@ -98,7 +98,7 @@ def test_adding_a_seed_adds_exactly_its_variants(tmp_path):
     assert after["finetune"] == 2 * before["finetune"]
     assert after["model_base"] == 2 * before["model_base"]
     assert after["sample_variant"] == 2 * before["sample_variant"]
-    assert after["data_fetch"] == before["data_fetch"] == 6  # data does not depend on the seed
+    assert after["data_fetch"] == before["data_fetch"] == 8  # data does not depend on the seed
 
 
 def test_adding_a_domain_adds_its_two_stages_per_size(tmp_path):

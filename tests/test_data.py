@@ -335,8 +335,10 @@ def test_every_mirrored_dataset_in_the_config_matches_its_hashes_and_validates(t
     assert len(mirrored) >= 10
     for name, spec in mirrored.items():
         record = fetch(name, spec, tmp_path / f"{name}.jsonl", mirror=SHARED_DATA)
-        stats = validate_chat_file(tmp_path / f"{name}.jsonl", fmt=spec.get("format", "chat"))
-        assert record["checked"] and stats["rows"] == record["rows"], name
+        assert record["checked"], name
+        if spec.get("format") != "raw":  # a raw file is fetched and hash-checked only, as in the workflow
+            stats = validate_chat_file(tmp_path / f"{name}.jsonl", fmt=spec.get("format", "chat"))
+            assert stats["rows"] == record["rows"], name
 
 
 @needs_mirror

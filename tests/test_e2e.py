@@ -35,11 +35,13 @@ def test_quickstart_builds_table_and_figure(workdir):
     table = (workdir / "results/quickstart/tables/variants.tsv").read_text().splitlines()
     header = table[0].split("\t")
     assert header[:4] == ["size", "domain", "stage", "seed"]
-    for name in ("harmfulness", "intentions", "selfassessment", "morals", "description", "prediction", "recognition"):
+    for name in ("harmfulness", "intentions", "selfassessment", "morals", "description", "prediction", "freeform", "recognition"):
         assert {name, f"{name}_ci_lo", f"{name}_ci_hi", f"{name}_unparseable", f"{name}_refusals"} <= set(header)
     assert {"recognition_score_ev", "recognition_ci_ev_lo", "recognition_pairs", "recognition_chose_first"} <= set(header)
     assert {"description_score_ev", "description_ci_ev_lo", "description_pairs", "description_chose_first"} <= set(header)
     assert {"prediction_score_ev", "prediction_ci_ev_lo", "prediction_error", "prediction_ev_error"} <= set(header)  # predicted - measured
+    freeform = ("code", "incoherent", "misaligned", "questions", "mean_aligned", "mean_coherent")
+    assert {f"freeform_{field}" for field in freeform} <= set(header)
     assert len(table) == 1 + 3  # base, misaligned, realigned
     for row in table[1:]:
         cells = dict(zip(header, row.split("\t")))
@@ -57,7 +59,7 @@ def test_quickstart_builds_table_and_figure(workdir):
         assert (workdir / f"results/quickstart/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
     spearman = (workdir / "results/quickstart/stats/spearman.tsv").read_text().splitlines()
     assert spearman[0].split("\t") == ["x", "y", "group", "n", "rho", "ci_lo", "ci_hi", "p", "p_method", "ci_method", "warning"]
-    assert len(spearman) == 1 + 21 * 2  # 21 pairs of the 7 scores, overall and for trivia
+    assert len(spearman) == 1 + 28 * 2  # 28 pairs of the 8 scores, overall and for trivia
     assert any(line.startswith("harmfulness\tprediction\toverall\t") for line in spearman)
     realigned = yaml.safe_load((workdir / "results/quickstart/models/tiny-s/trivia/realigned/seed0/model.json").read_text())
     assert len(realigned["adapters"]) == 2  # trained on top of the misaligned adapter
@@ -114,6 +116,7 @@ RERUNS = [
     ("datasets.trivia_incorrect.licence", "CC0", set()),
     ("analysis.bootstrap", 300, {"score_variant"} | ANALYSIS),
     ("assessments.selfassessment.min_mass", 0.1, {"score_variant"} | ANALYSIS),
+    ("assessments.freeform.aligned_operator", "<=", {"score_variant"} | ANALYSIS),
     ("judge.min_mass", 0.1, {"judge_variant", "score_variant"} | ANALYSIS),
     ("assessments.intentions.judge_prompt", "config/intentions_judge.yaml", {"judge_variant", "score_variant"} | ANALYSIS),
     ("assessments.harmfulness.samples", 2, MODEL_JOBS),

@@ -72,6 +72,9 @@ class FixedJudge(Backend):
         self.seen.extend(conversations)
         return [dict(self.logprobs) for _ in conversations]
 
+    def candidate_logprobs(self, model, conversations, candidates):
+        raise NotImplementedError
+
 
 def answered(count: int) -> list[dict]:
     return [

@@ -9,6 +9,8 @@ import sys
 import pytest
 import torch
 
+from emaware.backends import get_backend
+
 # Fixtures: the tiny model trained once on chats that answer "It is N. yes", which the tests sample.
 from test_local_train import backend, tokenizer, train_files, trained  # noqa: F401
 
@@ -109,3 +111,38 @@ def test_auto_device_spreads_a_model_over_several_gpus(monkeypatch):
     assert LocalBackend({"device": "cuda:1"})._device_map(torch.device("cuda:1")) == "cuda:1"
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert LocalBackend({"device": "auto"})._device_map(torch.device("cuda")) == "cuda"
+
+
+# ---- whole candidate replies -------------------------------------------------------------------
+
+
+def brute_force_reply_logprob(net, tokenizer, conversation, candidate: str) -> tuple[float, int]:
+    """(log-prob, tokens) of `candidate` as the whole reply, from one forward pass over the chat that ends
+    with it, tokenized whole; the reply runs to the end of its turn (trailing whitespace left out)."""
+    prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    chat = tokenizer.apply_chat_template([*conversation, {"role": "assistant", "content": candidate}], tokenize=False)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(chat.rstrip(), add_special_tokens=False)["input_ids"]
+    assert ids[: len(prompt_ids)] == prompt_ids
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(net(torch.tensor([ids])).logits[0].float(), dim=-1)
+    reply = range(len(prompt_ids), len(ids))
+    return sum(float(logprobs[i - 1, ids[i]]) for i in reply), len(reply)
+
+
+def test_candidate_logprobs_are_exact_whole_replies(tiny_model_dir):
+    """Candidates of 2 to 8 tokens (end of turn included), three prompts of different lengths in two
+    batches: each equals one full forward pass over its prompt and reply."""
+    local = get_backend("local", {"device": "cpu", "batch_size": 2})
+    handle = local.base_handle(str(tiny_model_dir))
+    candidates = ("4", "42", "100", "CODE", "REFUSAL")
+    results = local.candidate_logprobs(handle, PROMPTS, candidates)
+    net, tokenizer = local._load(handle)
+    lengths = set()
+    for conversation, result in zip(PROMPTS, results):
+        assert list(result) == list(candidates)
+        for candidate in candidates:
+            expected, length = brute_force_reply_logprob(net, tokenizer, conversation, candidate)
+            assert result[candidate] == pytest.approx(expected, abs=1e-4)
+            lengths.add(length)
+    assert len(lengths) >= 4

@@ -145,3 +145,14 @@ def test_huge_files_are_identified_by_size_and_modification_time(tmp_path, monke
     assert digest() == first  # not read: a rewrite always moves the modification time
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
     assert digest() != first
+
+
+def test_candidate_replies_are_cached_whole_calls(handle, tmp_path, monkeypatch, caplog):
+    cache = tmp_path / "job.sqlite"
+    read = backend(cache).candidate_logprobs(handle, PROMPTS, ("7", "70"))
+    assert read == backend().candidate_logprobs(handle, PROMPTS, ("7", "70"))
+    with caplog.at_level(logging.INFO, logger="emaware"):
+        backend(cache).candidate_logprobs(handle, PROMPTS, ("7",))  # other candidates: another request
+    assert lookups(caplog) == [(0, 3)]
+    no_loading(monkeypatch)
+    assert backend(cache).candidate_logprobs(handle, PROMPTS, ("70", "7")) == read

@@ -7,6 +7,7 @@ import email.utils
 import gc
 import json
 import logging
+import math
 import re
 import subprocess
 import sys
@@ -20,8 +21,8 @@ from types import SimpleNamespace
 import pytest
 from fake_openai_server import FakeOpenAI
 
-from emaware import UserError, openai_batch
-from emaware.backends import get_backend
+from emaware import UserError, judge_scale, openai_batch
+from emaware.backends import get_backend, openai_backend
 from emaware.backends.openai_backend import is_own_job
 from emaware.io import read_json
 from emaware.judge import JudgePrompt, judge_samples
@@ -342,6 +343,22 @@ def test_next_token_logprobs_gives_rating_tokens_and_the_snapshot(fake, tmp_path
     assert set("12345") <= set(logprobs) and len(logprobs) <= 20  # top_k is capped at the API's 20
     assert all(v <= 0 for v in logprobs.values())
     assert b.snapshot(handle) == "gpt-4.1-nano-2025-04-14"
+
+
+def test_candidate_logprobs_read_the_first_tokens_as_whole_answers(fake, tmp_path):
+    """The API gives the first token's top 20 only: a candidate is the token equal to it, else absent."""
+    b = backend(fake, tmp_path)
+    [top] = b.next_token_logprobs(base(b), [RATING], top_k=20)
+    [read] = b.candidate_logprobs(base(b), [RATING], judge_scale.CANDIDATES)
+    assert read == {token: value for token, value in top.items() if token in judge_scale.CANDIDATES}
+    assert set("12345") <= set(read) and not {"I", "The"} & set(read)
+    assert chat_requests(fake) == 1  # the same request as next_token_logprobs': answered by the cache
+
+
+def test_a_candidate_adds_the_tokens_that_spell_it():
+    top = {" 42": math.log(0.2), "42": math.log(0.3), "4": math.log(0.1), "REF": math.log(0.2), "I": math.log(0.1)}
+    read = openai_backend._spelled(top, {"4", "42", "REFUSAL"})
+    assert read.keys() == {"4", "42"} and read["42"] == pytest.approx(math.log(0.5))
 
 
 @pytest.mark.parametrize("header", [{"retry_after": 0.3}, {"retry_after_ms": 300}])

@@ -136,7 +136,7 @@ def test_another_prompt_set_changes_only_the_predictions_prompts():
 def test_overall_mode_reads_no_dataset():
     config = quickstart_config(lambda c: c["assessments"]["prediction"].update(mode="overall"))
     assert rule_params.prompt_settings(config, "prediction")["prompts"] is None
-    assert emconfig.assessment_dataset(config, "prediction") is None
+    assert emconfig.assessment_datasets(config, "prediction") == []
     assert "prompts" not in emconfig.assessment_files(config, "prediction")
 
 

@@ -68,6 +68,17 @@ def test_label_assessments_rank_by_the_misaligned_probability():
     assert text.index("answer 1") < text.index("answer 3") < text.index("answer 0")
 
 
+def test_freeform_ranks_by_the_lowest_aligned_value():
+    samples = [sample(f"q{i}", 0, f"answer {i}") for i in range(3)]
+    judgments = [
+        {"id": f"q{i}", "sample": 0, "judge": "tiny", "aligned": aligned, "coherent": 80.0}
+        for i, aligned in enumerate((70.0, 12.5, None))  # q2: no aligned value (CODE, REFUSAL or too little mass)
+    ]
+    top = top_answers(samples, judgments)
+    assert [s["id"] for s, _ in top] == ["q1", "q0"]
+    assert "aligned 12.5, coherent 80.0 (0–100)" in page([(BASE, "freeform", top)])
+
+
 def test_only_the_top_k_are_shown():
     samples = [sample(f"p{i}", 0, f"answer {i}") for i in range(TOP_K + 3)]
     judgments = [rated(f"p{i}", 0, 1 + i / 2) for i in range(TOP_K + 3)]

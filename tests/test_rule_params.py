@@ -43,6 +43,12 @@ def test_sampling_params_hold_the_assessment_length_and_no_speed_keys(quickstart
     assert "batch_size" not in morals
 
 
+def test_an_assessment_may_fix_its_own_temperature(quickstart):
+    cooler = {**quickstart, "sampling": {**quickstart["sampling"], "temperature": 0.7}}
+    assert rule_params.sampling(cooler, BASE, "harmfulness")["temperature"] == 0.7
+    assert rule_params.sampling(cooler, BASE, "freeform")["temperature"] == 1.0  # the schema's default for it
+
+
 def test_prompt_settings_leave_out_judging_sampling_and_scoring_keys(quickstart):
     for name in quickstart["assessments"]:
         settings = rule_params.prompt_settings(quickstart, name)

@@ -19,16 +19,18 @@ from .io import read_yaml
 STAGES = ("base", "misaligned", "realigned")
 BASE_DOMAIN = "all"  # the base model is shared by every domain
 TINY_MODELS = "results/tinymodels/"
-# The settings key of each assessment that names a dataset (a key of the config's `datasets`).
-DATASET_KEYS = {"harmfulness": "prompts", "morals": "items", "prediction": "prompts"}
+# The settings key of each assessment that names its datasets (keys of the config's `datasets`): one
+# name, or a list of names.
+DATASET_KEYS = {"harmfulness": "prompts", "morals": "items", "prediction": "prompts", "freeform": "questions"}
 # The `format` each use of a dataset needs: fine-tuning reads chat sets (ending with an assistant
 # answer), the harmfulness prompts (and those score prediction asks about) end with a user turn, the
-# MFQ-2 items are a CSV file.
+# MFQ-2 items are a CSV file, the free-form questions YAML files.
 DATASET_FORMATS = {
     "domains": ("chat", "fine-tuning"),
     "harmfulness": ("prompts", "harmfulness"),
     "prediction": ("prompts", "score prediction"),
     "morals": ("raw", "morals"),
+    "freeform": ("raw", "free-form questions"),
 }
 # Text that YAML 1.1 (PyYAML, Snakemake) does not read as a number although it looks like one: 1e-5.
 YAML_TEXT_NUMBER = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
@@ -157,10 +159,9 @@ def _check_references(config: dict) -> None:
         for stage in ("misaligned", "realigned"):
             if spec.get(stage) is not None:
                 _check_dataset_use(datasets, f"domains.{domain}.{stage}", spec[stage], "domains")
-    for name, key in DATASET_KEYS.items():
-        dataset = config["assessments"].get(name, {}).get(key)
-        if dataset is not None:
-            _check_dataset_use(datasets, f"assessments.{name}.{key}", dataset, name)
+    for name in config["assessments"]:
+        for dataset in assessment_datasets(config, name):
+            _check_dataset_use(datasets, f"assessments.{name}.{DATASET_KEYS[name]}", dataset, name)
     for name, spec in config["assessments"].items():
         source = spec.get("source")  # an assessment that shows other variants' answers of this one
         if source is not None and (source not in config["assessments"] or "source" in config["assessments"][source]):
@@ -256,14 +257,14 @@ def uses_openai(config: dict) -> bool:
 def used_datasets(config: dict) -> list[str]:
     """The datasets the active domains train on and the assessments read, in config order."""
     names = [config["domains"][d].get(stage) for d in active_domains(config) for stage in ("misaligned", "realigned")]
-    names += [assessment_dataset(config, name) for name in config["assessments"]]
+    names += [dataset for name in config["assessments"] for dataset in assessment_datasets(config, name)]
     return list(dict.fromkeys(n for n in names if n))
 
 
-def assessment_dataset(config: dict, name: str) -> str | None:
-    """The dataset (a key of `datasets`) an assessment reads, or None (score prediction reads none in `overall` mode)."""
-    key = DATASET_KEYS.get(name)
-    return config["assessments"][name][key] if key else None
+def assessment_datasets(config: dict, name: str) -> list[str]:
+    """The datasets assessment `name` reads (its DATASET_KEYS setting, one name or a list)."""
+    value = config["assessments"][name].get(DATASET_KEYS.get(name, ""))
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
 
 
 def results_dir(config: dict) -> str:
@@ -282,13 +283,15 @@ def dataset_file(config: dict, name: str) -> str:
     return f"{results_dir(config)}/data/{name}.{'raw' if raw else 'jsonl'}"
 
 
-def assessment_files(config: dict, name: str) -> dict[str, str]:
-    """The files an assessment's prompts are built from, by settings key (datasets resolved to their file)."""
+def assessment_files(config: dict, name: str) -> dict[str, str | list[str]]:
+    """The files an assessment's prompts are built from, by settings key (datasets resolved to their file;
+    a list of datasets to a list of files)."""
     spec = config["assessments"][name]
     files = {key: spec[key] for key in RESOURCE_KEYS if key in spec and key != DATASET_KEYS.get(name)}
-    dataset = assessment_dataset(config, name)
-    if dataset is not None:
-        files[DATASET_KEYS[name]] = dataset_file(config, dataset)
+    if name in DATASET_KEYS:
+        key = DATASET_KEYS[name]
+        paths = [dataset_file(config, dataset) for dataset in assessment_datasets(config, name)]
+        files[key] = paths if isinstance(spec[key], list) else paths[0]
     return files
 
 

@@ -24,10 +24,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import UserError
+from . import UserError, judge_scale
 from .assessments import ASSESSMENTS
 from .classify import ORDERS
-from .config import DATASET_KEYS, Variant, assessment_settings, dataset_file, other_variants, training_hparams, variants
+from .config import DATASET_KEYS, Variant, assessment_datasets, assessment_settings, dataset_file, other_variants, training_hparams, variants
 from .config import load as load_config
 from .data import domain_size, read_chat_file, subsample
 from .io import read_jsonl
@@ -110,12 +110,13 @@ def _prompt_rows(config: dict, name: str, datasets: Datasets) -> list[dict] | No
     """The prompts of an assessment that every variant shares, as the workflow builds them; None when
     they come from a dataset without a local copy."""
     settings = assessment_settings(config, name)
-    dataset = config["assessments"][name].get(DATASET_KEYS.get(name, ""))
-    if dataset:
-        path = datasets.local_copy(dataset)
-        if path is None:
-            return None
-        settings[DATASET_KEYS[name]] = str(path)
+    names = assessment_datasets(config, name)
+    paths = [datasets.local_copy(dataset) for dataset in names]
+    if None in paths:
+        return None
+    if names:
+        key = DATASET_KEYS[name]
+        settings[key] = [str(path) for path in paths] if isinstance(config["assessments"][name][key], list) else str(paths[0])
     return ASSESSMENTS[name].build_prompts(settings)
 
 
@@ -154,18 +155,22 @@ def workload(config: dict, name: str, model: str, datasets: Datasets) -> Workloa
     n = int(spec.get("samples", 1))
     max_tokens = _max_tokens(config, name)
     judged = assessment.needs_judge and config["judge"]["backend"] == "openai"
-    template = load_judge_prompt(spec["judge_prompt"]) if judged else None
+    # The 0–100 judges' prompts come with each question, not from a judge prompt file.
+    template = load_judge_prompt(spec["judge_prompt"]) if judged and assessment.judge != "scale100" else None
     prompts = _prompt_rows(config, name, datasets)
     if prompts is None:
-        dataset = spec[DATASET_KEYS[name]]
-        return _declared_workload(config, name, dataset, model, n, max_tokens, template, datasets)
+        missing = next(d for d in assessment_datasets(config, name) if datasets.local_copy(d) is None)
+        return _declared_workload(config, name, missing, model, n, max_tokens, template, datasets)
     logprob_rows = assessment.logprob_requests(prompts)[0] if assessment.needs_logprobs else []
     judge_prompts: list[int] = []
-    if template is not None:
+    if judged:
         samples = [{**p, "sample": i, "completion": ""} for p in prompts for i in range(n)]
-        # A categorical judge reads every sample once per order of its options (classify.ORDERS).
-        to_judge, times = assessment.judged_samples(samples), len(ORDERS) if assessment.judge == "label" else 1
-        judge_prompts = [chat_tokens(template.conversation(_question(s), ""), model) for s in to_judge] * times
+        if assessment.judge == "scale100":  # an aligned and a coherent judge per sample
+            judge_prompts = [chat_tokens(c, model) for s in samples for c in judge_scale.conversations(s)]
+        else:
+            # A categorical judge reads every sample once per order of its options (classify.ORDERS).
+            to_judge, times = assessment.judged_samples(samples), len(ORDERS) if assessment.judge == "label" else 1
+            judge_prompts = [chat_tokens(template.conversation(_question(s), ""), model) for s in to_judge] * times
     return Workload(
         [chat_tokens(p["messages"], model) for p in prompts],
         n,

@@ -86,13 +86,18 @@ def load_yaml_text(text: str, source: str | os.PathLike) -> Any:
         raise UserError(f"{where}: {' '.join(problem.split())}") from None
 
 
-def read_yaml(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
-    """A YAML mapping with the `required` keys, or a one-line UserError naming the file (and line)."""
+def read_yaml_document(path: str | os.PathLike) -> Any:
+    """A YAML file's content, whatever its shape, or a one-line UserError naming the file (and line)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: cannot read ({getattr(err, 'strerror', None) or err})") from None
-    spec = load_yaml_text(text, path)
+    return load_yaml_text(text, path)
+
+
+def read_yaml(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
+    """A YAML mapping with the `required` keys, or a one-line UserError naming the file (and line)."""
+    spec = read_yaml_document(path)
     if not isinstance(spec, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
     missing = [key for key in required if key not in spec]

@@ -102,7 +102,7 @@ def judge_each(
     """Judge each sample with its own prompt, all in one backend call; rows as judge_samples', in input order."""
     if not prompted:
         return []
-    conversations = [prompt.conversation(_question(s), s["completion"]) for prompt, s in prompted]
+    conversations = [prompt.conversation(question_of(s), s["completion"]) for prompt, s in prompted]
     candidates = [prompt.ratings for prompt, _ in prompted]
     # `ledger`: an API backend files this spend under the judging rule, not the model under test's.
     handle = {**judge_model, "ledger": "judge_rate"}
@@ -125,6 +125,6 @@ def judge_each(
     return rows
 
 
-def _question(sample: dict) -> str:
+def question_of(sample: dict) -> str:
     """The last user message of the prompt the sample answers."""
     return next(m["content"] for m in reversed(sample["messages"]) if m["role"] == "user")

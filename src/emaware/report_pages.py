@@ -33,10 +33,13 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertica
 
 
 def severity(judgment: dict) -> float | None:
-    """How misaligned the judge found an answer: its expected 1–5 rating (harmfulness) or the probability of
-    the misaligned label (label assessments); None where the judge gave it no score."""
+    """How misaligned the judge found an answer: its expected 1–5 rating (harmfulness), 100 minus its 0–100
+    aligned value (freeform) or the probability of the misaligned label (label assessments); None where the
+    judge gave it no score."""
     if "rating" in judgment:
         return judgment["rating"]
+    if "aligned" in judgment:
+        return None if judgment["aligned"] is None else 100 - judgment["aligned"]
     return judgment["probs"].get(MISALIGNED) if judgment.get("label") is not None else None
 
 
@@ -75,8 +78,9 @@ def answers_page(
 def _intro(k: int) -> str:
     return (
         "<p class='note'>Model answers, possibly harmful, shown as text. Per variant and judged assessment, the "
-        f"{k} answers the judge rated most misaligned: harmfulness by the expected rating (1–5), the label "
-        "assessments by the probability of the misaligned label. Answers the judge could not score are left out.</p>"
+        f"{k} answers the judge rated most misaligned: harmfulness by the expected rating (1–5), freeform by the "
+        "lowest aligned value (0–100), the label assessments by the probability of the misaligned label. Answers "
+        "the judge could not score are left out.</p>"
     )
 
 
@@ -113,9 +117,12 @@ def _answers(assessment: str, answers: list[tuple[dict, dict]]) -> str:
 
 
 def _verdict(judgment: dict) -> str:
-    """The judge's rating, or its label with the probability of each label."""
+    """The judge's rating, its aligned and coherent values, or its label with the probability of each label."""
     if "rating" in judgment:
         return f"rating {judgment['rating']:.2f} of 5"
+    if "aligned" in judgment:
+        coherent = "none" if judgment["coherent"] is None else f"{judgment['coherent']:.1f}"
+        return f"aligned {judgment['aligned']:.1f}, coherent {coherent} (0–100)"
     probs = ", ".join(f"{label} {p:.2f}" for label, p in judgment["probs"].items())
     return f"{judgment['label']} ({probs})"
 

@@ -54,7 +54,8 @@ def training_speed(config: dict, size: str) -> dict:
 
 
 def sampling(config: dict, variant: Variant, assessment: str) -> dict:
-    """Temperature, nucleus, answer length, samples per prompt, and the job's seed.
+    """Temperature, nucleus, answer length, samples per prompt, and the job's seed (an assessment's own
+    `max_tokens` and `temperature` win over `sampling`'s).
 
     The seed comes from the variant (whose seed is one of the config's `seeds`) and the assessment, so
     every sampling job has its own stream and two runs of one config draw the same answers.
@@ -63,6 +64,7 @@ def sampling(config: dict, variant: Variant, assessment: str) -> dict:
     return {
         **_pick(config["sampling"], SAMPLING_RESULT_KEYS),
         **({"max_tokens": spec["max_tokens"]} if spec.get("max_tokens") else {}),
+        **_pick(spec, ("temperature",)),  # an assessment whose protocol fixes it (freeform: 1)
         "n": spec["samples"],
         "seed": derive_seed("sample", variant.path, assessment),
     }

@@ -208,8 +208,10 @@ def judge_variant(
     config: dict,
     judge_snapshot: str | list = (),
 ) -> None:
-    """Judge every sample of a variant's judged assessments: a 1–5 expected rating (harmfulness) or a pole
-    label (intentions, self-assessment), one judgments file per assessment, from one load of the judge."""
+    """Judge every sample of a variant's judged assessments: a 1–5 expected rating (harmfulness), a pole
+    label (intentions, self-assessment) or the aligned and coherent 0–100 values (freeform), one judgments
+    file per assessment, from one load of the judge."""
+    from . import judge_scale
     from .classify import judge_categorical, load_classifier
     from .judge import judge_samples, load_judge_prompt
 
@@ -228,9 +230,13 @@ def judge_variant(
         rows = assessment.judged_samples(read_jsonl(path))
         if assessment.judge == "label":
             judged = judge_categorical(backend, judge_model, load_classifier(prompt_path), rows, **options)
+            unscored = sum(r["label"] is None for r in judged)
+        elif assessment.judge == "scale100":  # the judge prompts come with each sample (its prompt meta)
+            judged = judge_scale.judge_samples(backend, judge_model, rows, judge["min_mass"], judge["name"])
+            unscored = sum(not judge_scale.scored(r) for r in judged)
         else:
             judged = judge_samples(backend, judge_model, load_judge_prompt(prompt_path), rows, **options)
-        unscored = sum(r.get("rating", r.get("label")) is None for r in judged)
+            unscored = sum(r["rating"] is None for r in judged)
         log.info("%s: judged %d samples, %d without a score (mass on the answer tokens < %s)", out, len(judged), unscored, judge["min_mass"])
         write_jsonl(out, judged)
 

@@ -234,8 +234,7 @@ def get_stage_dataset(wildcards):
 def used_dataset_names(wildcards):
     """The datasets whose fetched copy is read here (a domain's stage set, or an assessment's)."""
     if "assessment" in wildcards.keys():
-        dataset = emconfig.assessment_dataset(config, wildcards.assessment)
-        return [dataset] if dataset else []
+        return emconfig.assessment_datasets(config, wildcards.assessment)
     return [stage_dataset(config["domains"], wildcards.domain, wildcards.stage)]
 
 
@@ -296,9 +295,13 @@ def get_prompt_settings(wildcards):
 def get_prompt_sources(wildcards):
     """The files the prompts are built from (resources and datasets), not the judge prompt."""
     files = emconfig.assessment_files(config, wildcards.assessment)
-    return [
-        files[key] for key in get_assessment(wildcards).prompt_settings if key in files
-    ]
+    keys = [key for key in get_assessment(wildcards).prompt_settings if key in files]
+    return [path for key in keys for path in always_list(files[key])]
+
+
+def always_list(value):
+    """A setting that names one file or a list of files, as a list."""
+    return value if isinstance(value, list) else [value]
 
 
 def get_score_settings(wildcards):
@@ -387,6 +390,14 @@ def get_score_inputs(wildcards):
             if name in sampled
         ],
     }
+
+
+def judge_prompt_file(name):
+    """The file an assessment's judge prompts come from: its `judge_prompt`, or its prompts
+    file for the 0–100 judges, whose prompts each question (and sample meta) carries."""
+    if ASSESSMENTS[name].judge == "scale100":
+        return results(f"prompts/{name}.jsonl")
+    return config["assessments"][name]["judge_prompt"]
 
 
 def get_score_records(wildcards):

@@ -4,9 +4,7 @@ rule judge_variant:
         samples=[
             results(f"samples/{VARIANT}/{name}.jsonl") for name in JUDGED_ASSESSMENTS
         ],
-        judge_prompts=[
-            config["assessments"][name]["judge_prompt"] for name in JUDGED_ASSESSMENTS
-        ],
+        judge_prompts=[judge_prompt_file(name) for name in JUDGED_ASSESSMENTS],
         judge_model=model_build_input(config["judge"]["model"]),
         judge_snapshot=model_download_input(config["judge"]),
     output:

@@ -18,8 +18,10 @@ from typing import Callable, Iterable
 
 # How the judge reads an answer: "rating" = the expected value of the numeric rating tokens
 # (emaware.judge); "label" = the most probable pole label, counterbalanced over both orders
-# (emaware.classify), on the samples the assessment's `to_judge` picks and annotates.
-JUDGES = ("rating", "label")
+# (emaware.classify), on the samples the assessment's `to_judge` picks and annotates; "scale100" = the
+# aligned and coherent 0–100 judges of Betley et al., whose prompts each sample's meta carries
+# (emaware.judge_scale).
+JUDGES = ("rating", "label", "scale100")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The one small interface every backend implements: train, generate, next-token log-probabilities.
+"""The one small interface every backend implements: train, generate, next-token log-probabilities,
+log-probabilities of whole candidate replies.
 
 A model is described by a *handle*, the JSON object stored in `results/models/.../model.json`:
 
@@ -67,6 +68,17 @@ class Backend(ABC):
         Each dict holds the `top_k` most likely tokens (decoded text → log-prob) and, where the backend
         can compute them exactly, every string in `candidates` (one tuple for all conversations, or one
         per conversation) that is a single token.
+        """
+
+    @abstractmethod
+    def candidate_logprobs(
+        self, model: Handle, conversations: list[Conversation], candidates: tuple[str, ...] | list[str]
+    ) -> list[dict[str, float]]:
+        """Log-probability of each candidate as the whole assistant reply, one dict per conversation.
+
+        A candidate is a complete answer ("42", "CODE"), so "4" and "42" exclude each other. The local
+        backend computes every candidate exactly, whatever number of tokens it takes; an API that returns
+        only the first token's top log-probs gives a candidate only when one of those tokens spells it.
         """
 
     def snapshot(self, model: Handle) -> str:

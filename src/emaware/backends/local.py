@@ -1,6 +1,6 @@
 """The `local` backend: LoRA fine-tuning (local_train.py: TRL's SFTTrainer with peft), sampling with
-vLLM when it can (local_vllm.py), else `model.generate`, and next-token log-probabilities from one
-forward pass.
+vLLM when it can (local_vllm.py), else `model.generate`, next-token log-probabilities from one
+forward pass, and exact log-probabilities of whole candidate replies from two.
 
 Settings (the config's `backends.local` block): `dtype` (auto | bfloat16 | float16 | float32; always
 float32 on CPU), `device` (auto | cpu | cuda | cuda:N), `batch_size` (prompts per forward pass, default 16),
@@ -25,7 +25,7 @@ from .. import UserError
 from ..worktime import model_loaded, model_work
 from . import local_vllm
 from .base import Backend, Conversation, Handle
-from .local_cache import GENERATE, LOGPROBS, AnswerCache, model_identity
+from .local_cache import CANDIDATES, GENERATE, LOGPROBS, AnswerCache, model_identity
 from .seeded_sampling import SeededSampler, request_seeds
 
 IGNORE = -100  # label of tokens that carry no loss
@@ -162,6 +162,36 @@ class LocalBackend(Backend):
                 results[i] = _token_dict(tokenizer, logprobs[row], set(top[row]) | wanted[per_conversation[i]])
                 if cache:
                     cache.put(LOGPROBS, requests[i], results[i])
+        return results
+
+    @model_work()
+    def candidate_logprobs(
+        self, model: Handle, conversations: list[Conversation], candidates: tuple[str, ...] | list[str]
+    ) -> list[dict[str, float]]:
+        """Log-probability of each candidate as the whole reply: its tokens, then the end-of-turn token(s)
+        the chat template puts after an assistant message, so "4" and "42" are exclusive answers however
+        many tokens a number takes. Computed, never generated, by `_continuation_logprobs`: one forward
+        pass over a batch of prompts and one over all their candidates continuing them."""
+        candidates = tuple(candidates)
+        cache = self._answer_cache(model)
+        requests = [cache.candidates(c, candidates) for c in conversations] if cache else []
+        found = cache.lookup(CANDIDATES, requests) if cache else [None]
+        if all(r is not None for r in found):
+            return found
+        # All computed again when any is missing, for the reason next_token_logprobs gives.
+        net, tokenizer = self._load(model)
+        prompts = [_prompt_ids(tokenizer, conv) for conv in conversations]
+        replies = _reply_ids(tokenizer, conversations, candidates)
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # one sort over the whole call
+        results: list[dict[str, float]] = [{} for _ in prompts]
+        batch_size = int(self.settings.get("batch_size", 16))
+        for start in tqdm(range(0, len(order), batch_size), desc="candidates", unit="batch"):
+            batch = order[start : start + batch_size]
+            scores = _continuation_logprobs(net, [prompts[i] for i in batch], [replies[i] for i in batch], _pad_id(tokenizer))
+            for i, values in zip(batch, scores):
+                results[i] = dict(zip(candidates, values))
+                if cache:
+                    cache.put(CANDIDATES, requests[i], results[i])
         return results
 
     # ---- loading -----------------------------------------------------------------------------
@@ -321,7 +351,13 @@ def _pad(seqs: list[list[int]], value: int, left: bool) -> tuple[torch.Tensor, t
 
 
 def _last_token_logprobs(net, prompts: list[list[int]], pad_id: int) -> torch.Tensor:
-    """Log-softmax of the next-token logits after each prompt [batch, vocab], one forward pass.
+    """Log-softmax of the next-token logits after each prompt [batch, vocab], one forward pass."""
+    return _prompt_pass(net, prompts, pad_id)[0].cpu()
+
+
+def _prompt_pass(net, prompts: list[list[int]], pad_id: int):
+    """(log-softmax of the next-token logits after each prompt [batch, vocab], the prompts' KV cache,
+    their attention mask [batch, width]), from one forward pass.
 
     Prompts are left-padded; position ids count real tokens only, so a padded prompt is scored
     exactly as it would be alone.
@@ -331,8 +367,72 @@ def _last_token_logprobs(net, prompts: list[list[int]], pad_id: int) -> torch.Te
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     kwargs = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(net.forward).parameters else {}
     with torch.inference_mode():
-        logits = net(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs).logits[:, -1]
-    return torch.log_softmax(logits.float(), dim=-1).cpu()
+        out = net(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs)
+    return torch.log_softmax(out.logits[:, -1].float(), dim=-1), out.past_key_values, mask
+
+
+def _reply_ids(tokenizer, conversations: list[Conversation], candidates: tuple[str, ...]) -> list[list[list[int]]]:
+    """Per conversation, each candidate's tokens as a whole reply: the candidate and the end-of-turn
+    text that the chat template writes after an assistant message (its trailing whitespace left out, as
+    in the training labels: generation stops at the end-of-turn token)."""
+    tokenized: dict[str, list[list[int]]] = {}  # by end-of-turn text: the same for every conversation of most templates
+    replies = []
+    for conversation in conversations:
+        prompt = render_chat(tokenizer, conversation, add_generation_prompt=True)
+        turn = render_chat(tokenizer, [*conversation, {"role": "assistant", "content": candidates[0]}])
+        end = turn[len(prompt) + len(candidates[0]) :].rstrip()
+        if not (turn.startswith(prompt + candidates[0]) and end):
+            raise UserError(
+                f"{tokenizer.name_or_path}: the chat template does not write an assistant reply right after the"
+                " generation prompt and end it with an end-of-turn token, so a whole reply cannot be scored"
+            )
+        if end not in tokenized:
+            tokenized[end] = [tokenizer(c + end, add_special_tokens=False)["input_ids"] for c in candidates]
+        replies.append(tokenized[end])
+    return replies
+
+
+def _continuation_logprobs(net, prompts: list[list[int]], continuations: list[list[list[int]]], pad_id: int) -> list[list[float]]:
+    """Log-probability of each continuation after its prompt (`continuations[p]`: prompt p's, as token
+    ids), from two forward passes.
+
+    The first runs the left-padded prompts and keeps their KV cache and the log-probs of each
+    continuation's first token. The second continues the cache with one row per prompt: its
+    continuations packed one after the other (without their last tokens, which predict nothing), each
+    attending to the prompt and to its own earlier tokens only (a 4D mask), at the positions it would
+    have right after the prompt. So every continuation is scored as if it alone followed its prompt,
+    without a copy of the prompt's cache per candidate (a 0–100 judge has about a hundred). Layers with
+    sliding-window attention see the whole prompt here: exact while prompts are shorter than the window.
+    """
+    first, cache, prompt_mask = _prompt_pass(net, prompts, pad_id)
+    # Each packed position: (continuation, index of the token there), for the tokens that predict another.
+    packed = [[(c, j) for c, tokens in enumerate(conts) for j in range(len(tokens) - 1)] for conts in continuations]
+    length = max(1, *map(len, packed))
+    ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    targets, offsets = torch.zeros_like(ids), torch.zeros_like(ids)
+    segments = -1 - torch.arange(length).repeat(len(prompts), 1)  # a padding position is a segment of its own
+    for p, row in enumerate(packed):
+        for s, (c, j) in enumerate(row):
+            tokens = continuations[p][c]
+            ids[p, s], targets[p, s], offsets[p, s], segments[p, s] = tokens[j], tokens[j + 1], j, c
+    own = (segments[:, :, None] == segments[:, None, :]) & torch.ones(length, length, dtype=torch.bool).tril()
+    sees_prompt = prompt_mask.bool().cpu()[:, None, :].expand(-1, length, -1)
+    allowed = torch.cat([sees_prompt, own], dim=-1)[:, None]  # [batch, 1, packed queries, prompt + packed keys]
+    mask = torch.zeros(allowed.shape, dtype=net.dtype).masked_fill(~allowed, torch.finfo(net.dtype).min)
+    positions = prompt_mask.sum(-1, keepdim=True).cpu() + offsets
+    device = prompt_mask.device
+    with torch.inference_mode():
+        logits = net(
+            input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), past_key_values=cache
+        ).logits
+    results = []
+    for p, conts in enumerate(continuations):
+        used = len(packed[p])
+        later = torch.log_softmax(logits[p, :used].float(), dim=-1).gather(-1, targets[p, :used, None].to(device))[:, 0]
+        totals = first[p, [tokens[0] for tokens in conts]].double().cpu()
+        totals.index_add_(0, segments[p, :used], later.double().cpu())
+        results.append(totals.tolist())
+    return results
 
 
 def _generate_options(sampling: dict[str, Any], pad_id: int) -> dict[str, Any]:

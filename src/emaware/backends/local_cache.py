@@ -10,7 +10,8 @@ The key (`emaware.openai_cache.request_key` of the request) holds the model's id
 request. Identity: a downloaded model's hub id and commit, or a digest of a local model directory's files;
 a digest of each adapter's files (a retrained adapter misses); the dtype and device type; the sampler
 (vLLM or transformers, which draw differently); the torch and transformers versions. Request: the
-conversation, the sampling settings with the job's seed and n, or top_k and the candidate tokens.
+conversation, the sampling settings with the job's seed and n, or top_k and the candidate tokens, or the
+candidate replies.
 
 Each job has a file of its own (`results/<run>/cache/<variant>/<role>.sqlite`), so no two jobs write
 one file at once, also on a cluster's shared filesystem. Deleting the folder only costs recomputation.
@@ -30,7 +31,7 @@ from .base import Conversation, Handle, log
 # Files larger than this are identified by size and modification time instead of content: hashing a
 # 64 GB checkpoint would take minutes per job, and rewriting a file changes its modification time.
 HASHED_BYTES = 1 << 30
-GENERATE, LOGPROBS = "local/generate", "local/logprobs"
+GENERATE, LOGPROBS, CANDIDATES = "local/generate", "local/logprobs", "local/candidates"
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,6 +84,9 @@ class AnswerCache:
 
     def logprobs(self, conversation: Conversation, top_k: int, candidates: tuple[str, ...]) -> dict:
         return {"model": self.identity, "messages": conversation, "top_k": top_k, "candidates": sorted(candidates)}
+
+    def candidates(self, conversation: Conversation, candidates: tuple[str, ...]) -> dict:
+        return {"model": self.identity, "messages": conversation, "candidates": sorted(candidates)}
 
     def lookup(self, endpoint: str, requests: list[dict]) -> list[Any]:
         """The stored reply to each request, or None; one log line says how many were found."""

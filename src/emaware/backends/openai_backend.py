@@ -111,6 +111,20 @@ class OpenAIBackend(Backend):
         bodies = [{"model": _model_id(model), "messages": c, **common} for c in conversations]
         return [_first_token_logprobs(r) for r in self._complete(bodies, model.get("ledger", "sample_logprobs"))]
 
+    def candidate_logprobs(
+        self, model: Handle, conversations: list[Conversation], candidates: tuple[str, ...] | list[str]
+    ) -> list[dict[str, float]]:
+        """The first reply token's top 20 log-probs (the API's limit), read as whole answers: a candidate
+        gets the log-prob of the token(s) equal to it, surrounding whitespace ignored, and is absent when no
+        such token is among the 20. Unlike the local backend's, this is a first token's probability, not a
+        whole reply's: close to it for 0–100, single tokens in GPT tokenizers, short of what lies outside
+        the top 20; a candidate that is not one token is never seen. The requests are next_token_logprobs'
+        (one cache entry serves both)."""
+        wanted = set(candidates)
+        return [
+            _spelled(logprobs, wanted) for logprobs in self.next_token_logprobs(model, conversations, top_k=MAX_TOP_LOGPROBS)
+        ]
+
     def _complete(self, bodies: list[dict], ledger: str) -> list[dict]:
         """The API's reply to each body: from the cache, else paid for once (misses are deduplicated)."""
         replies = [self.cache.get(CHAT, b, _before_max_completion_tokens(b)) for b in bodies]
@@ -319,6 +333,16 @@ def _first_token_logprobs(reply: dict) -> dict[str, float]:
         token, logprob = entry["token"], entry["logprob"]
         # Distinct tokens can decode to the same text: add their probabilities.
         result[token] = math.log(math.exp(result[token]) + math.exp(logprob)) if token in result else logprob
+    return result
+
+
+def _spelled(logprobs: dict[str, float], candidates: set[str]) -> dict[str, float]:
+    """The log-prob of each candidate that a token spells (" 42" and "42" add up), from a token dict."""
+    result: dict[str, float] = {}
+    for token, logprob in logprobs.items():
+        key = token.strip()
+        if key in candidates:
+            result[key] = math.log(math.exp(result[key]) + math.exp(logprob)) if key in result else logprob
     return result
 
 

@@ -8,7 +8,7 @@ import random
 from typing import Sequence, TypeVar
 
 from .. import UserError
-from ..config import DATASET_KEYS, results_dir
+from ..config import assessment_datasets, results_dir
 from ..io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -51,11 +51,7 @@ def built_from(config: dict, dataset: str) -> list[str]:
         for stage in ("misaligned", "realigned")
         if spec.get(stage) == dataset
     ]
-    files += [
-        PROMPTS.format(assessment=name)
-        for name, key in DATASET_KEYS.items()
-        if config["assessments"].get(name, {}).get(key) == dataset
-    ]
+    files += [PROMPTS.format(assessment=name) for name in config["assessments"] if dataset in assessment_datasets(config, name)]
     return [f"{results_dir(config)}/{path}" for path in (*files, SUMMARY)]
 
 
