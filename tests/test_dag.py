@@ -58,7 +58,7 @@ def test_persona_config_is_six_domains_on_the_32b_model_with_every_assessment():
     # 1 base + 6 misaligned + 2 realigned (code and medical have a benign counterpart) = 9 variants.
     assert counts["finetune"] == 8 and counts["model_base"] == 1
     assert counts["sample_variant"] == counts["judge_variant"] == counts["score_variant"] == 9
-    assert counts["prompts_build"] == 6  # harmfulness, intentions, selfassessment, morals, description, prediction
+    assert counts["prompts_build"] == 7  # harmfulness, intentions, selfassessment, morals, description, prediction, freeform
     # Output recognition against the base: a second load of each fine-tuned model.
     assert counts["prompts_build_variant"] == counts["sample_recognition"] == 8
     assert counts["model_download"] == 2  # the 32B under test and the judge

@@ -288,9 +288,9 @@ def assessment_files(config: dict, name: str) -> dict[str, str | list[str]]:
     a list of datasets to a list of files)."""
     spec = config["assessments"][name]
     files = {key: spec[key] for key in RESOURCE_KEYS if key in spec and key != DATASET_KEYS.get(name)}
-    if name in DATASET_KEYS:
+    paths = [dataset_file(config, dataset) for dataset in assessment_datasets(config, name)]
+    if paths:  # none for score prediction in `overall` mode
         key = DATASET_KEYS[name]
-        paths = [dataset_file(config, dataset) for dataset in assessment_datasets(config, name)]
         files[key] = paths if isinstance(spec[key], list) else paths[0]
     return files
 
