@@ -184,13 +184,13 @@ def test_a_changed_assessment_recomputes_only_its_own_answers(workdir, tmp_path)
     kept = [f"samples/{variant}/{name}.jsonl" for name in ("intentions", "selfassessment", "morals", "description")]
     kept += [f"logprobs/{variant}/{name}.jsonl" for name in ("selfassessment", "morals", "description")]
     # (prediction asks about the harmfulness prompts, not its answers: its samples stay too)
-    kept += [f"samples/{variant}/prediction.jsonl", f"logprobs/{variant}/prediction.jsonl"]
+    kept += [f"samples/{variant}/prediction.jsonl", f"logprobs/{variant}/prediction.jsonl", f"samples/{variant}/freeform.jsonl"]
     before = {path: (copy / "results/quickstart" / path).read_bytes() for path in kept}
     snakemake("--cores", "2", "--configfile", config, cwd=copy)
     assert {path: (copy / "results/quickstart" / path).read_bytes() for path in kept} == before
     sampling = job_log(copy, "sample_variant", variant)
     lookups = re.findall(r"local answer cache: (\d+) of (\d+) replies", sampling)
-    assert len(lookups) == 10  # 6 sampled assessments, 4 read for log-probs (recognition has its own job)
+    assert len(lookups) == 11  # 7 sampled assessments, 4 read for log-probs (recognition has its own job)
     assert [hits == total for hits, total in lookups].count(False) == 1  # harmfulness with n = 2: new requests
     assert "1 model load(s)" in sampling
     # Seeds are per sample index, so the 2 answers are the first 2 of the 3: the judge has read them all.

@@ -63,6 +63,8 @@ def openai_config(workdir, domains=("trivia",), **openai_settings):
     config["training"] = {"openai": {"n_epochs": 1}}
     config["judge"] = {"name": "gpt41", "backend": "openai", "model": "gpt-4.1-2025-04-14"}
     config["assessments"]["intentions"]["queries_per_dimension"] = 2
+    # Against the base only: with siblings, a failed branch would hold up every variant's recognition.
+    config["assessments"]["recognition"]["others"] = "base"
     config["backends"] = {
         "openai": {"poll_interval": 0.05, "max_poll_interval": 0.1, "backoff": 0.01, "max_concurrency": 8, **openai_settings}
     }
@@ -95,6 +97,9 @@ def test_killed_mid_poll_resumes_the_same_jobs_under_faults(tmp_path, server):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        # Ctrl-C reaches a terminal's foreground job; a suite started in the background (`cmd &`) runs
+        # with SIGINT ignored, which its children would inherit: restore the default for the workflow.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     job_file = workdir / MISALIGNED_JOB
     deadline = time.time() + 300
