@@ -283,6 +283,11 @@ def dataset_file(config: dict, name: str) -> str:
     return f"{results_dir(config)}/data/{name}.{'raw' if raw else 'jsonl'}"
 
 
+def shaped_like(setting: str | list, paths: list[str]) -> str | list[str]:
+    """The files of the datasets a setting names, in its shape: a list for a list, else the one file."""
+    return paths if isinstance(setting, list) else paths[0]
+
+
 def assessment_files(config: dict, name: str) -> dict[str, str | list[str]]:
     """The files an assessment's prompts are built from, by settings key (datasets resolved to their file;
     a list of datasets to a list of files)."""
@@ -291,7 +296,7 @@ def assessment_files(config: dict, name: str) -> dict[str, str | list[str]]:
     paths = [dataset_file(config, dataset) for dataset in assessment_datasets(config, name)]
     if paths:  # none for score prediction in `overall` mode
         key = DATASET_KEYS[name]
-        files[key] = paths if isinstance(spec[key], list) else paths[0]
+        files[key] = shaped_like(spec[key], paths)
     return files
 
 

@@ -27,7 +27,17 @@ from pathlib import Path
 from . import UserError, judge_scale
 from .assessments import ASSESSMENTS
 from .classify import ORDERS
-from .config import DATASET_KEYS, Variant, assessment_datasets, assessment_settings, dataset_file, other_variants, training_hparams, variants
+from .config import (
+    DATASET_KEYS,
+    Variant,
+    assessment_datasets,
+    assessment_settings,
+    dataset_file,
+    other_variants,
+    shaped_like,
+    training_hparams,
+    variants,
+)
 from .config import load as load_config
 from .data import domain_size, read_chat_file, subsample
 from .io import read_jsonl
@@ -116,7 +126,7 @@ def _prompt_rows(config: dict, name: str, datasets: Datasets) -> list[dict] | No
         return None
     if names:
         key = DATASET_KEYS[name]
-        settings[key] = [str(path) for path in paths] if isinstance(config["assessments"][name][key], list) else str(paths[0])
+        settings[key] = shaped_like(config["assessments"][name][key], [str(path) for path in paths])
     return ASSESSMENTS[name].build_prompts(settings)
 
 

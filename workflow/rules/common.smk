@@ -369,14 +369,12 @@ def get_score_inputs(wildcards):
     answers only when it has another variant), judgments and next-token log-probabilities of
     those that use them."""
     variant = get_variant(wildcards)
-    sampled = SAMPLED_ASSESSMENTS + compared_assessments(variant)
+    compared = compared_assessments(variant)
+    sampled = SAMPLED_ASSESSMENTS + compared
     judge = config["judge"]["name"]
     return {
         "prompts": [results(f"prompts/{name}.jsonl") for name in SAMPLED_ASSESSMENTS]
-        + [
-            results(f"prompts/{variant.path}/{name}.jsonl")
-            for name in compared_assessments(variant)
-        ],
+        + [results(f"prompts/{variant.path}/{name}.jsonl") for name in compared],
         "samples": [
             results(f"samples/{variant.path}/{name}.jsonl") for name in sampled
         ],

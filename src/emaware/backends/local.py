@@ -143,11 +143,9 @@ class LocalBackend(Backend):
         per_conversation = candidates if isinstance(candidates, list) else [tuple(candidates)] * len(conversations)
         cache = self._answer_cache(model)
         requests = [cache.logprobs(c, top_k, w) for c, w in zip(conversations, per_conversation)] if cache else []
-        found = cache.lookup(LOGPROBS, requests) if cache else [None]
-        if all(r is not None for r in found):
+        found = cache.lookup_whole(LOGPROBS, requests) if cache else None
+        if found is not None:
             return found
-        # All computed again when any is missing: reusing some would batch the others differently from a
-        # clean run, which changes log-probs in their last float digits (the tables print them all).
         net, tokenizer = self._load(model)
         prompts = [_prompt_ids(tokenizer, conv) for conv in conversations]
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # one sort over the whole call
@@ -175,10 +173,9 @@ class LocalBackend(Backend):
         candidates = tuple(candidates)
         cache = self._answer_cache(model)
         requests = [cache.candidates(c, candidates) for c in conversations] if cache else []
-        found = cache.lookup(CANDIDATES, requests) if cache else [None]
-        if all(r is not None for r in found):
+        found = cache.lookup_whole(CANDIDATES, requests) if cache else None
+        if found is not None:
             return found
-        # All computed again when any is missing, for the reason next_token_logprobs gives.
         net, tokenizer = self._load(model)
         prompts = [_prompt_ids(tokenizer, conv) for conv in conversations]
         replies = _reply_ids(tokenizer, conversations, candidates)

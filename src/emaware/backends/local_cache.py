@@ -96,6 +96,13 @@ class AnswerCache:
         log.info("local answer cache: %d of %d replies found in %s", hits, len(replies), self.store.path)
         return replies
 
+    def lookup_whole(self, endpoint: str, requests: list[dict]) -> list[Any] | None:
+        """The stored replies to all `requests`, or None when any is missing: log-probs are then computed
+        again for the whole call, because reusing some would batch the others differently from a clean
+        run, which changes log-probs in their last float digits (the tables print them all)."""
+        found = self.lookup(endpoint, requests)
+        return found if all(r is not None for r in found) else None
+
     def put(self, endpoint: str, request: dict, reply: Any) -> None:
         self.store.put(endpoint, request, {"reply": reply})
 
