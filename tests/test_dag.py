@@ -58,11 +58,45 @@ def test_persona_config_is_six_domains_on_the_32b_model_with_every_assessment():
     # 1 base + 6 misaligned + 2 realigned (code and medical have a benign counterpart) = 9 variants.
     assert counts["finetune"] == 8 and counts["model_base"] == 1
     assert counts["sample_variant"] == counts["judge_variant"] == counts["score_variant"] == 9
-    assert counts["prompts_build"] == 7  # harmfulness, intentions, selfassessment, morals, description, prediction, freeform
+    # harmfulness, intentions, selfassessment, morals, description, prediction, freeform, and the two
+    # in-domain-style evaluations of the domains with a benign counterpart (harmfulness@code_style,
+    # freeform@medical_style)
+    assert counts["prompts_build"] == 9
     # Output recognition against the base: a second load of each fine-tuned model.
     assert counts["prompts_build_variant"] == counts["sample_recognition"] == 8
     assert counts["model_download"] == 2  # the 32B under test and the judge
     assert counts["analysis_persona"] == 1
+
+
+CONTROLS = "config/controls.yaml"
+
+
+def test_controls_config_assesses_every_code_control_under_each_condition(tmp_path):
+    counts = dry_run(ALL, "--configfile", CONTROLS)
+    # 1 base + code, educational and backdoor (2 stages each) + jailbroken (no benign counterpart) = 8.
+    assert counts["finetune"] == 7 and counts["model_base"] == 1
+    assert counts["sample_variant"] == counts["judge_variant"] == counts["score_variant"] == 8
+    # harmfulness (plain, triggered, no_identity, code_style), selfassessment (plain, triggered),
+    # description, freeform (plain, triggered, no_identity)
+    assert counts["prompts_build"] == 10
+    # A condition is more outputs of each variant's jobs, not more jobs: without them only prompts go.
+    def plain(config):
+        for spec in config["assessments"].values():
+            spec.pop("conditions", None)
+
+    path = tmp_path / "plain.yaml"
+    config = yaml.safe_load((ROOT / CONTROLS).read_text())
+    plain(config)
+    path.write_text(yaml.safe_dump(config))
+    without = dry_run(ALL, "--configfile", str(path))
+    assert {rule: n for rule, n in counts.items() if rule != "prompts_build"} == {rule: n for rule, n in without.items() if rule != "prompts_build"}
+    assert without["prompts_build"] == 4
+    # The backdoor variant with and without its trigger: both from its one sampling job.
+    variant = "results/controls/samples/32b/code_backdoor/misaligned/seed0"
+    text = snakemake("-n", ALL, f"{variant}/harmfulness@triggered.jsonl", "--configfile", CONTROLS).stdout
+    sampling = text.split("rule sample_variant:", 1)[1].split("\n\n", 1)[0]
+    assert f"{variant}/harmfulness.jsonl" in sampling and f"{variant}/harmfulness@triggered.jsonl" in sampling
+    assert "results/controls/prompts/harmfulness@triggered.jsonl" in sampling
 
 
 def test_recognition_others_decide_its_jobs_and_what_they_read(tmp_path):

@@ -123,6 +123,8 @@ RERUNS = [
     ("assessments.intentions.queries_per_dimension", 3, {"prompts_build"} | MODEL_JOBS),
     ("assessments.prediction.mode", "overall", {"prompts_build"} | MODEL_JOBS),
     ("sampling.temperature", 0.7, MODEL_JOBS),
+    ("conditions.triggered.prefix", "|PROD| ", {"prompts_build"} | MODEL_JOBS),
+    ("conditions.triggered.system_prompt", "empty", {"prompts_build"} | MODEL_JOBS),
     ("assessments.recognition.min_mass", 0.1, {"score_variant"} | ANALYSIS),
     ("assessments.recognition.samples", 1, {"sample_recognition", "score_variant"} | ANALYSIS),
     ("assessments.recognition.pairs", 2, RECOGNITION),
@@ -190,8 +192,9 @@ def test_a_changed_assessment_recomputes_only_its_own_answers(workdir, tmp_path)
     assert {path: (copy / "results/quickstart" / path).read_bytes() for path in kept} == before
     sampling = job_log(copy, "sample_variant", variant)
     lookups = re.findall(r"local answer cache: (\d+) of (\d+) replies", sampling)
-    assert len(lookups) == 11  # 7 sampled assessments, 4 read for log-probs (recognition has its own job)
-    assert [hits == total for hits, total in lookups].count(False) == 1  # harmfulness with n = 2: new requests
+    assert len(lookups) == 12  # 8 sampled evaluations, 4 read for log-probs (recognition has its own job)
+    # harmfulness and harmfulness@triggered (it has harmfulness's settings) with n = 2: new requests
+    assert [hits == total for hits, total in lookups].count(False) == 2
     assert "1 model load(s)" in sampling
     # Seeds are per sample index, so the 2 answers are the first 2 of the 3: the judge has read them all.
     judging = job_log(copy, "judge_variant", variant)

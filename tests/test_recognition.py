@@ -58,8 +58,9 @@ def test_siblings_share_size_and_seed(quickstart):
 
 
 @pytest.mark.parametrize("source", ["recognition", "nonexistent"])
-def test_source_must_be_another_sampled_assessment(quickstart, source):
-    config = {**quickstart, "assessments": {**quickstart["assessments"], "recognition": {"source": source}}}
+def test_source_must_be_another_sampled_assessment(source):
+    config = read_yaml(ROOT / "config/quickstart.yaml")
+    config["assessments"]["recognition"] = {"source": source}
     with pytest.raises(UserError, match="assessments.recognition.source"):
         emconfig.validate(config, SCHEMA)
 

@@ -14,6 +14,7 @@ import jsonschema
 import yaml
 
 from . import UserError
+from .conditions import assessment_of, evaluation_name
 from .io import read_yaml
 
 STAGES = ("base", "misaligned", "realigned")
@@ -77,6 +78,7 @@ def validate(config: dict, schema_path: str | Path) -> dict:
         err = errors[0]
         raise UserError(f"config key {_key(err.absolute_path)}: {_message(err)}")
     _fill_prediction_prompts(config["assessments"])
+    _add_conditioned(config)
     _check_references(config)
     return _canonical_order(config)
 
@@ -148,6 +150,27 @@ def _fill_prediction_prompts(assessments: dict) -> None:
         spec["prompts"] = assessments["harmfulness"]["prompts"]
 
 
+def _add_conditioned(config: dict) -> None:
+    """Each assessment's evaluation under each condition it lists, as an entry `<assessment>@<condition>`
+    of `assessments` right after its own: its settings, the condition (under `condition`, with its name)
+    and the condition's dataset in place of the assessment's."""
+    conditions, expanded = config["conditions"], {}
+    for name, spec in config["assessments"].items():
+        expanded[name] = spec
+        for condition in spec.get("conditions", ()):
+            key = f"assessments.{name}.conditions"
+            if condition not in conditions:
+                raise UserError(f"config key {key}: condition {condition!r} is not defined under `conditions`")
+            settings = {k: v for k, v in spec.items() if k != "conditions"}
+            settings["condition"] = {"name": condition, **conditions[condition]}
+            if "prompts" in conditions[condition]:
+                if spec.get(DATASET_KEYS.get(name, "")) is None:  # e.g. score prediction in `overall` mode
+                    raise UserError(f"config key {key}: condition {condition!r} replaces the prompts' dataset; {name} reads none")
+                settings[DATASET_KEYS[name]] = shaped_like(spec[DATASET_KEYS[name]], [conditions[condition]["prompts"]])
+            expanded[evaluation_name(name, condition)] = settings
+    config["assessments"] = expanded
+
+
 def _check_references(config: dict) -> None:
     """Names that point into other blocks must exist there, and the datasets they name must have the
     format their use needs; settings that only work together must be given together."""
@@ -161,7 +184,7 @@ def _check_references(config: dict) -> None:
                 _check_dataset_use(datasets, f"domains.{domain}.{stage}", spec[stage], "domains")
     for name in config["assessments"]:
         for dataset in assessment_datasets(config, name):
-            _check_dataset_use(datasets, f"assessments.{name}.{DATASET_KEYS[name]}", dataset, name)
+            _check_dataset_use(datasets, _dataset_setting(config, name), dataset, assessment_of(name))
     for name, spec in config["assessments"].items():
         source = spec.get("source")  # an assessment that shows other variants' answers of this one
         if source is not None and (source not in config["assessments"] or "source" in config["assessments"][source]):
@@ -176,6 +199,14 @@ def _check_references(config: dict) -> None:
             )
     if config["data"]["max_tokens"] is not None and config["data"]["tokenizer"] is None:
         raise UserError("config key data.max_tokens: a token limit needs data.tokenizer (a tokenizer id or path)")
+
+
+def _dataset_setting(config: dict, name: str) -> str:
+    """The config key that names an evaluation's datasets (its condition's `prompts` where they replace them)."""
+    condition = config["assessments"][name].get("condition", {})
+    if "prompts" in condition:
+        return f"conditions.{condition['name']}.prompts"
+    return f"assessments.{name}.{DATASET_KEYS[assessment_of(name)]}"
 
 
 def _check_dataset_use(datasets: dict, key: str, name: str, use: str) -> None:
@@ -263,7 +294,7 @@ def used_datasets(config: dict) -> list[str]:
 
 def assessment_datasets(config: dict, name: str) -> list[str]:
     """The datasets assessment `name` reads (its DATASET_KEYS setting, one name or a list)."""
-    value = config["assessments"][name].get(DATASET_KEYS.get(name, ""))
+    value = config["assessments"][name].get(DATASET_KEYS.get(assessment_of(name), ""))
     return [] if value is None else [value] if isinstance(value, str) else list(value)
 
 
@@ -292,10 +323,11 @@ def assessment_files(config: dict, name: str) -> dict[str, str | list[str]]:
     """The files an assessment's prompts are built from, by settings key (datasets resolved to their file;
     a list of datasets to a list of files)."""
     spec = config["assessments"][name]
-    files = {key: spec[key] for key in RESOURCE_KEYS if key in spec and key != DATASET_KEYS.get(name)}
+    dataset_key = DATASET_KEYS.get(assessment_of(name))
+    files = {key: spec[key] for key in RESOURCE_KEYS if key in spec and key != dataset_key}
     paths = [dataset_file(config, dataset) for dataset in assessment_datasets(config, name)]
     if paths:  # none for score prediction in `overall` mode
-        key = DATASET_KEYS[name]
+        key = dataset_key
         files[key] = shaped_like(spec[key], paths)
     return files
 

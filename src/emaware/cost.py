@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import UserError, judge_scale
-from .assessments import ASSESSMENTS
+from .assessments import ASSESSMENTS, build_prompts
 from .classify import ORDERS
+from .conditions import assessment_of
 from .config import (
     DATASET_KEYS,
     Variant,
@@ -125,9 +126,9 @@ def _prompt_rows(config: dict, name: str, datasets: Datasets) -> list[dict] | No
     if None in paths:
         return None
     if names:
-        key = DATASET_KEYS[name]
+        key = DATASET_KEYS[assessment_of(name)]
         settings[key] = shaped_like(config["assessments"][name][key], [str(path) for path in paths])
-    return ASSESSMENTS[name].build_prompts(settings)
+    return build_prompts(name, settings)
 
 
 def _shown_answers_workload(config: dict, name: str, model: str, datasets: Datasets) -> Workload:

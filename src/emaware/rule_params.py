@@ -75,8 +75,9 @@ def judge(config: dict) -> dict:
 
 
 def prompt_settings(config: dict, assessment: str) -> dict:
-    """The settings an assessment's prompts are built from (files resolved), as the assessment declares them."""
-    return _pick(assessment_settings(config, assessment), ASSESSMENTS[assessment].prompt_settings)
+    """The settings an assessment's prompts are built from (files resolved), as the assessment declares them,
+    and the evaluation condition it is asked under."""
+    return _pick(assessment_settings(config, assessment), (*ASSESSMENTS[assessment].prompt_settings, "condition"))
 
 
 def variant_prompt_settings(config: dict, assessment: str, variant: Variant) -> dict:

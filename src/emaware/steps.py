@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from . import UserError, rule_params
-from .assessments import ASSESSMENTS
+from .assessments import ASSESSMENTS, build_prompts
 from .backends import get_backend
 from .config import Variant
 from .io import atomic_write, read_json, read_jsonl, write_json, write_jsonl
@@ -118,7 +118,7 @@ def finetune(parent: str, data: str, handle: str, backend: str, hparams: dict, t
 
 
 def prompts_build(assessment: str, settings: dict, prompts: str) -> None:
-    rows = ASSESSMENTS[assessment].build_prompts(settings)
+    rows = build_prompts(assessment, settings)
     log.info("%s: %d prompts", assessment, len(rows))
     write_jsonl(prompts, rows)
 

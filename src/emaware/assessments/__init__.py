@@ -4,6 +4,6 @@ module imported here, its resources and its config block."""
 
 from . import description, freeform, harmfulness, intentions, morals, prediction, recognition, selfassessment  # noqa: F401  (each registers itself)
 from .base import REGISTRY as ASSESSMENTS
-from .base import Assessment, breakdowns, judged, of_one_variant, of_other_variants, with_logprobs
+from .base import Assessment, breakdowns, build_prompts, judged, of_one_variant, of_other_variants, with_logprobs
 
-__all__ = ["ASSESSMENTS", "Assessment", "breakdowns", "judged", "of_one_variant", "of_other_variants", "with_logprobs"]
+__all__ = ["ASSESSMENTS", "Assessment", "breakdowns", "build_prompts", "judged", "of_one_variant", "of_other_variants", "with_logprobs"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from .. import conditions
+
 # How the judge reads an answer: "rating" = the expected value of the numeric rating tokens
 # (emaware.judge); "label" = the most probable pole label, counterbalanced over both orders
 # (emaware.classify), on the samples the assessment's `to_judge` picks and annotates; "scale100" = the
@@ -62,7 +64,16 @@ class Assessment:
         return self.to_judge(samples) if self.to_judge else samples
 
 
-REGISTRY: dict[str, Assessment] = {}
+class _Registry(dict):
+    """Assessments by name; an evaluation under a condition (`harmfulness@triggered`) is its assessment's."""
+
+    def __missing__(self, name: str) -> Assessment:
+        if conditions.SEPARATOR in name:
+            return self[conditions.assessment_of(name)]
+        raise KeyError(name)
+
+
+REGISTRY: dict[str, Assessment] = _Registry()
 
 
 def register(assessment: Assessment) -> Assessment:
@@ -70,6 +81,11 @@ def register(assessment: Assessment) -> Assessment:
         raise ValueError(f"assessment {assessment.name} is registered twice")
     REGISTRY[assessment.name] = assessment
     return assessment
+
+
+def build_prompts(name: str, settings: dict) -> list[dict]:
+    """The prompts of evaluation `name` whose prompts every variant shares, under its condition if any."""
+    return conditions.apply(REGISTRY[name].build_prompts(settings), settings.get("condition"))
 
 
 def judged(names: Iterable[str]) -> list[str]:
