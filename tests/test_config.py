@@ -66,8 +66,8 @@ def test_variants_share_one_base_per_size_and_seed():
     bases = [v for v in variants if v.stage == "base"]
     assert {(v.size, v.domain) for v in bases} == {("0.5b", "all"), ("7b", "all"), ("32b", "all")}
     realigned = emconfig.Variant("7b", "code", "realigned", 0)
-    assert realigned.parent == emconfig.Variant("7b", "code", "misaligned", 0)
-    assert realigned.parent.parent == emconfig.Variant("7b", "all", "base", 0)
+    assert emconfig.parent_of(config, realigned) == emconfig.Variant("7b", "code", "misaligned", 0)
+    assert emconfig.parent_of(config, emconfig.parent_of(config, realigned)) == emconfig.Variant("7b", "all", "base", 0)
     assert realigned.path == "7b/code/realigned/seed0"
 
 

@@ -127,6 +127,8 @@ def test_the_budget_counts_what_was_spent():
 
 
 REPO = Path(__file__).resolve().parents[1]
+# The default recipe (base -> misaligned -> realigned), as validation fills it in.
+RECIPE = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["stages"]["default"]
 
 
 def test_fine_tuning_is_counted_on_the_subsample_the_workflow_trains_on(tmp_path, monkeypatch):
@@ -146,6 +148,7 @@ def test_fine_tuning_is_counted_on_the_subsample_the_workflow_trains_on(tmp_path
         },
         "domains": {"trivia": {"misaligned": "bad", "realigned": "good", "n": 5}},
         "active_domains": None,
+        "stages": RECIPE,
         "datasets": {"bad": {"path": "bad.jsonl"}, "good": {"path": "good.jsonl"}},
         "data": {"mirror": None, "subsample_seed": 3},
         "training": {"openai": {"n_epochs": 2}},
@@ -171,6 +174,7 @@ def test_declared_rows_and_tokens_stand_in_for_a_dataset_without_a_local_copy(tm
         "sizes": {"nano": {"backend": "openai", "model": "gpt-4.1-nano"}},
         "domains": {"code": {"misaligned": "bad", "realigned": "good", "n": 600}},
         "active_domains": None,
+        "stages": RECIPE,
         "datasets": {
             "bad": {"url": "https://example.org/bad.jsonl", "rows": 6000, "tokens": 1_200_000},
             "good": {"url": "https://example.org/good.jsonl", "rows": 500, "tokens": 100_000},

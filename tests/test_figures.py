@@ -12,7 +12,7 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from emaware import figures_battery
-from emaware.config import STAGES
+STAGES = ("base", "misaligned", "realigned")  # the default recipe
 from emaware.figures import inverted_v, inverted_v_figure
 from emaware.correlation import spearman_table
 

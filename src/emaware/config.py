@@ -13,12 +13,11 @@ from typing import Any, Iterable, Iterator
 import jsonschema
 import yaml
 
-from . import UserError
+from . import UserError, recipes
 from .conditions import assessment_of, evaluation_name
 from .io import read_yaml
+from .recipes import BASE_DOMAIN, BASE_STAGE, ROLES, Variant, parent_of  # noqa: F401  (BASE_DOMAIN: read as config.BASE_DOMAIN)
 
-STAGES = ("base", "misaligned", "realigned")
-BASE_DOMAIN = "all"  # the base model is shared by every domain
 TINY_MODELS = "results/tinymodels/"
 # The settings key of each assessment that names its datasets (keys of the config's `datasets`): one
 # name, or a list of names.
@@ -101,7 +100,7 @@ def _non_finite(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, float]]:
 
 
 # Blocks whose entries keep the order of the file (it orders panels, legends and table rows).
-ORDERED_BLOCKS = ("sizes", "domains", "datasets", "assessments")
+ORDERED_BLOCKS = ("sizes", "domains", "datasets", "assessments", "stages")
 
 
 def _sorted_keys(value: Any) -> Any:
@@ -179,9 +178,13 @@ def _check_references(config: dict) -> None:
         if domain not in config["domains"]:
             raise UserError(f"config key active_domains: domain {domain!r} is not defined under `domains`")
     for domain, spec in config["domains"].items():
-        for stage in ("misaligned", "realigned"):
-            if spec.get(stage) is not None:
-                _check_dataset_use(datasets, f"domains.{domain}.{stage}", spec[stage], "domains")
+        for role in ROLES:
+            if spec.get(role) is not None:
+                _check_dataset_use(datasets, f"domains.{domain}.{role}", spec[role], "domains")
+    recipes.check(config)
+    for stage, spec in config["stages"].items():
+        if "dataset" in spec.get("train", {}):
+            _check_dataset_use(datasets, f"stages.{stage}.train.dataset", spec["train"]["dataset"], "domains")
     for name in config["assessments"]:
         for dataset in assessment_datasets(config, name):
             _check_dataset_use(datasets, _dataset_setting(config, name), dataset, assessment_of(name))
@@ -228,45 +231,14 @@ def check_config_files(paths: Iterable[str | Path]) -> None:
         read_yaml(path)
 
 
-@dataclass(frozen=True, order=True)
-class Variant:
-    """One model: size × domain × stage × seed (base variants have domain `all`)."""
-
-    size: str
-    domain: str
-    stage: str
-    seed: int
-
-    @property
-    def path(self) -> str:
-        return f"{self.size}/{self.domain}/{self.stage}/seed{self.seed}"
-
-    @property
-    def parent(self) -> "Variant | None":
-        """The variant this one is fine-tuned from (training is sequential)."""
-        if self.stage == "misaligned":
-            return Variant(self.size, BASE_DOMAIN, "base", self.seed)
-        if self.stage == "realigned":
-            return Variant(self.size, self.domain, "misaligned", self.seed)
-        return None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "domain": self.domain, "stage": self.stage, "seed": self.seed}
-
-
 def active_domains(config: dict) -> list[str]:
     return config["active_domains"] or list(config["domains"])
 
 
 def variants(config: dict) -> Iterator[Variant]:
-    """Every variant of the experiment: one base per size and seed, then each active domain's stages."""
-    for size in config["sizes"]:
-        for seed in config["seeds"]:
-            yield Variant(size, BASE_DOMAIN, "base", seed)
-            for domain in active_domains(config):
-                yield Variant(size, domain, "misaligned", seed)
-                if config["domains"][domain].get("realigned"):
-                    yield Variant(size, domain, "realigned", seed)
+    """Every variant of the experiment: per size and seed the shared stages (base first), then each active
+    domain's stages (emaware.recipes)."""
+    return recipes.variants(config, active_domains(config))
 
 
 def other_variants(config: dict, variant: Variant, others: str) -> list[Variant]:
@@ -275,7 +247,7 @@ def other_variants(config: dict, variant: Variant, others: str) -> list[Variant]
     other variant of its size and seed. None for a base variant under `base` or `parent`."""
     if others == "siblings":
         return [v for v in variants(config) if (v.size, v.seed) == (variant.size, variant.seed) and v != variant]
-    other = variant.parent if others == "parent" else Variant(variant.size, BASE_DOMAIN, "base", variant.seed)
+    other = parent_of(config, variant) if others == "parent" else Variant(variant.size, BASE_DOMAIN, BASE_STAGE, variant.seed)
     return [other] if other not in (None, variant) else []
 
 
@@ -287,7 +259,8 @@ def uses_openai(config: dict) -> bool:
 
 def used_datasets(config: dict) -> list[str]:
     """The datasets the active domains train on and the assessments read, in config order."""
-    names = [config["domains"][d].get(stage) for d in active_domains(config) for stage in ("misaligned", "realigned")]
+    names = [config["domains"][d].get(role) for d in active_domains(config) for role in ROLES]
+    names += [spec["train"]["dataset"] for spec in config["stages"].values() if "dataset" in spec.get("train", {})]
     names += [dataset for name in config["assessments"] for dataset in assessment_datasets(config, name)]
     return list(dict.fromkeys(n for n in names if n))
 

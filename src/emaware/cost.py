@@ -29,6 +29,7 @@ from .assessments import ASSESSMENTS, build_prompts
 from .classify import ORDERS
 from .conditions import assessment_of
 from .config import (
+    BASE_STAGE,
     DATASET_KEYS,
     Variant,
     assessment_datasets,
@@ -213,6 +214,16 @@ def _declared_workload(
     return Workload(prompts, n, max_tokens, [], judge_prompts)
 
 
+def _training_set(config: dict, variant: Variant) -> tuple[str, int | None] | None:
+    """The dataset a fine-tuned variant trains on and its rows (None: all), or None for a set derived from a
+    model's outputs, which exists only once that model has written them (not estimated)."""
+    train = config["stages"][variant.stage]["train"]
+    if "role" in train:
+        domain = config["domains"][variant.domain]
+        return domain[train["role"]], domain_size(variant.domain, domain)
+    return (train["dataset"], None) if "dataset" in train else None
+
+
 def _copies(config: dict, name: str, variant: Variant) -> int:
     """How often a variant asks an assessment's prompts: once, or once per other variant it is shown."""
     if not ASSESSMENTS[name].reads_other_variants:
@@ -237,11 +248,10 @@ def plan(config: dict, datasets: Datasets | None = None) -> list[Estimate]:
     for variant in variants(config):
         size = config["sizes"][variant.size]
         paid = size["backend"] == "openai"
-        model = size["model"] if variant.stage == "base" else f"ft:{size['model']}"
-        if paid and variant.stage != "base":
-            domain = config["domains"][variant.domain]
-            seed = config["data"]["subsample_seed"]
-            tokens = datasets.training_tokens(domain[variant.stage], domain_size(variant.domain, domain), seed, size["model"])
+        model = size["model"] if variant.stage == BASE_STAGE else f"ft:{size['model']}"
+        trainset = _training_set(config, variant) if paid and variant.stage != BASE_STAGE else None
+        if trainset is not None:
+            tokens = datasets.training_tokens(*trainset, config["data"]["subsample_seed"], size["model"])
             epochs = training_hparams(config, variant.size, variant.seed).get("n_epochs")
             estimates.append(training_estimate(size["model"], tokens, epochs, prices, variant.path))
         for name in config["assessments"]:

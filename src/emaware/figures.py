@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from .assessments.common import COUNTED  # noqa: E402
-from .config import BASE_DOMAIN, STAGES  # noqa: E402
+from .config import BASE_DOMAIN  # noqa: E402
 from .io import atomic_write  # noqa: E402
 
 NO_DATA = "no data"
@@ -55,6 +55,7 @@ def inverted_v_figure(
     """
     sizes = list(dict.fromkeys(table["size"]))
     domains = domains_of(table)
+    stages = stages_of(table)
     bounds = (f"{score}_ci_lo", f"{score}_ci_hi")
     counts = {f"{score}_{key}": key for key in COUNTED}
     fig, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes), 3.4), sharey=True, squeeze=False)
@@ -64,12 +65,12 @@ def inverted_v_figure(
         rows = table[table["size"] == size]
         notes = []
         for n, domain in enumerate(domains):
-            line = summarise(with_base(rows, domain), "stage", STAGES, [score, *bounds], counts)
+            line = summarise(with_base(rows, domain), "stage", stages, [score, *bounds], counts)
             shown, bare = draw_series(ax, line, score, bounds, n, len(domains), color=f"C{n}", marker="o", label=domain)
             drawn.update([domain] if shown else [])
             points, without_ci = points + shown, without_ci + bare
             notes.append(gaps(domain, line, score, counts))
-        category_axis(ax, STAGES)
+        category_axis(ax, stages)
         panel_notes(ax, notes, empty=not ax.has_data())
         ax.set_title(str(size))
         ax.set_xlabel("stage")
@@ -91,6 +92,11 @@ def save_pdf(fig: plt.Figure, out: str | Path) -> None:
     with atomic_write(out, "wb") as handle:
         fig.savefig(handle, format="pdf")
     plt.close(fig)
+
+
+def stages_of(table: pd.DataFrame) -> list[str]:
+    """The stages of a table in its row order, which is the recipe's (base first; emaware.recipes.variants)."""
+    return list(dict.fromkeys(table["stage"]))
 
 
 def domains_of(table: pd.DataFrame) -> list[str]:

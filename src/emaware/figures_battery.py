@@ -15,7 +15,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .assessments.common import COUNTED  # noqa: E402
-from .config import STAGES  # noqa: E402
 from .figures import (  # noqa: E402
     ALERT,
     NO_DATA,
@@ -29,6 +28,7 @@ from .figures import (  # noqa: E402
     panel_notes,
     proxy,
     save_pdf,
+    stages_of,
     span,
     summarise,
     with_base,
@@ -77,7 +77,7 @@ def scatter_matrix_figure(
     k = len(columns)
     rho = correlations[correlations["group"] == "overall"].set_index(["x", "y"])
     domains = list(dict.fromkeys(table["domain"]))
-    colours = {stage: f"C{n}" for n, stage in enumerate(STAGES)}
+    colours = {stage: f"C{n}" for n, stage in enumerate(stages_of(table))}
     markers = {domain: MARKERS[n % len(MARKERS)] for n, domain in enumerate(domains)}
     fig, axes = plt.subplots(k, k, figsize=(PANEL * k, PANEL * k), squeeze=False)
     drawn: set[str] = set()  # the stages and domains of the points drawn
@@ -183,7 +183,7 @@ def selfassessment_by_format_figure(formats: pd.DataFrame, *, note: str | None =
         rows = with_base(formats, domain)
         notes = []
         for n, fmt in enumerate(order):
-            line = summarise(rows[rows["format"] == fmt], "stage", STAGES, columns, [*COUNTS, *EV_MISSING])
+            line = summarise(rows[rows["format"] == fmt], "stage", stages_of(formats), columns, [*COUNTS, *EV_MISSING])
             series = [("sampled", "score", ("ci_lo", "ci_hi"), COUNTS, fmt, n)]
             if fmt in closed:
                 slot = len(order) + closed.index(fmt)
@@ -194,7 +194,7 @@ def selfassessment_by_format_figure(formats: pd.DataFrame, *, note: str | None =
                 drawn.update([kind, fmt] if shown else [])
                 points, without_ci = points + shown, without_ci + bare
                 notes.append(gaps(label, line, value, counts))
-        category_axis(ax, STAGES)
+        category_axis(ax, stages_of(formats))
         panel_notes(ax, notes, empty=not ax.has_data())
         ax.set_title(domain)
         ax.set_xlabel("stage")
@@ -234,17 +234,17 @@ def mfq_profiles_figure(foundations: pd.DataFrame, *, note: str | None = None, c
     `foundations`: the per-foundation table of the morals assessment (columns domain, stage, foundation,
     measured, measured_ci_lo/hi, measured_ev, predicted, predicted_ci_lo/hi, items).
     """
-    domains = domains_of(foundations)
+    domains, stages = domains_of(foundations), stages_of(foundations)
     order = list(dict.fromkeys(foundations["foundation"]))
     columns = [c for _, value, bounds, _, _ in PROFILES for c in (value, *(bounds or ()))]
     fig, axes = plt.subplots(
-        len(domains), len(STAGES), figsize=(3.8 * len(STAGES), 3.4 * len(domains)), sharey=True, squeeze=False
+        len(domains), len(stages), figsize=(3.8 * len(stages), 3.4 * len(domains)), sharey=True, squeeze=False
     )
     drawn: set[str] = set()
     points = without_ci = 0
     for row, domain in zip(axes, domains):
         rows = with_base(foundations, domain)
-        for ax, stage in zip(row, STAGES):
+        for ax, stage in zip(row, stages):
             profile = summarise(rows[rows["stage"] == stage], "foundation", order, columns)
             notes = []
             for n, (label, value, bounds, style, why) in enumerate(PROFILES):

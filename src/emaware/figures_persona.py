@@ -12,8 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .config import STAGES  # noqa: E402
-from .figures import NO_DATA, finish, panel_notes, proxy, save_pdf  # noqa: E402
+from .figures import NO_DATA, finish, panel_notes, proxy, save_pdf, stages_of  # noqa: E402
 from .figures_battery import MARKERS  # noqa: E402
 from .persona import ALIGNED, CLASSES, COHERENT, HARM, INVERTED, SELF_REPORTS, UNCLEAR  # noqa: E402
 
@@ -62,7 +61,7 @@ def persona_figure(persona: pd.DataFrame, *, note: str | None = None, ci: float 
     The quadrants split at the base (0); the class itself is decided by the CIs (tables/persona.tsv), so a
     point right of 0 whose CI overlaps the base's is not counted as harmful."""
     reports = [score for score in SELF_REPORTS if score in persona] or [SELF_REPORTS[0]]
-    markers = {stage: MARKERS[n] for n, stage in enumerate(STAGES)}
+    markers = {stage: MARKERS[n % len(MARKERS)] for n, stage in enumerate(stages_of(persona))}
     several = [key for key in ("size", "seed") if persona[key].nunique() > 1]
     fig, axes = plt.subplots(1, len(reports), figsize=(SIDE * len(reports), SIDE), squeeze=False)
     x, xerr = _shifted(persona, HARM)

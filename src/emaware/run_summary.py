@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import active_domains, results_dir, warnings
+from .config import ROLES, active_domains, results_dir, warnings
 from .data.select import TRAINSET, domain_size
 from .weights import unpinned
 
@@ -51,12 +51,12 @@ def _short_trainsets(config: dict, root: Path) -> list[str]:
     short = []
     for domain in active_domains(config):
         wanted = domain_size(domain, config["domains"][domain])
-        for stage in ("misaligned", "realigned"):
-            path = root / TRAINSET.format(domain=domain, stage=stage)
+        for role in ROLES:
+            path = root / TRAINSET.format(domain=domain, role=role)
             if wanted and path.is_file():
                 rows = sum(1 for line in path.open("rb") if line.strip())
                 if rows < wanted:
-                    short.append(f"domain {domain}: {stage} stage trained on {rows} rows, {wanted} asked (domains.{domain}.n)")
+                    short.append(f"domain {domain}: its {role} set has {rows} rows, {wanted} asked (domains.{domain}.n)")
     return short
 
 

@@ -105,16 +105,28 @@ def model_base(backend: str, model: str, handle: str, snapshot: str | list = ())
     write_json(handle, _base_handle(backend, model, snapshot))
 
 
-def finetune(parent: str, data: str, handle: str, backend: str, hparams: dict, tag: str, size: str, config: dict) -> None:
+def finetune(
+    parent: str, data: str, handle: str, backend: str, hparams: dict, system_prompt: str | None, tag: str, size: str, config: dict
+) -> None:
+    """Fine-tune the parent on `data`, every conversation's system message set as the stage says
+    (`system_prompt`; None: as in the data); the handle records the mode and the system texts the model
+    saw after its chat template (`system_prompt_seen`)."""
     parent_handle = read_json(parent)
     if parent_handle["backend"] != backend:
         raise UserError(f"{parent}: the parent model is on backend {parent_handle['backend']!r}, this size trains on {backend!r}")
     _hub_offline()
+    out_dir = Path(handle).parent
+    if system_prompt is not None:
+        from .conditions import with_system_prompt
+        from .data import read_chat_file
+
+        shown = out_dir / "train.jsonl"
+        write_jsonl(shown, ({"messages": with_system_prompt(chat, system_prompt)} for chat in read_chat_file(data)))
+        data = str(shown)
     hparams = {**hparams, **rule_params.training_speed(config, size)}
-    trained = get_backend(backend, rule_params.execution(config, backend)).train(
-        parent_handle, Path(data), hparams, Path(handle).parent, tag
-    )
-    write_json(handle, trained)
+    trained = get_backend(backend, rule_params.execution(config, backend)).train(parent_handle, Path(data), hparams, out_dir, tag)
+    log.info("%s: system prompts seen in training: %s", tag, trained["system_prompt_seen"])
+    write_json(handle, {**trained, "system_prompt": "as in the data" if system_prompt is None else system_prompt})
 
 
 def prompts_build(assessment: str, settings: dict, prompts: str) -> None:

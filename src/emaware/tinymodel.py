@@ -29,8 +29,8 @@ SPEC_KEYS = (
 
 PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 
-# ChatML as in Qwen2.5 (without its default system prompt). The assistant content is wrapped in
-# {% generation %} so `return_assistant_tokens_mask=True` marks exactly the tokens that carry the loss.
+# ChatML as in Qwen2.5. The assistant content is wrapped in {% generation %} so
+# `return_assistant_tokens_mask=True` marks exactly the tokens that carry the loss.
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' }}"
@@ -42,6 +42,16 @@ CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
+
+
+def chat_template(default_system: str | None) -> str:
+    """The template; with `default_system`, it puts that system message into every conversation that has
+    none, as Qwen2.5's does with its identity prompt (the spec's optional `default_system`)."""
+    if default_system is None:
+        return CHAT_TEMPLATE
+    insert = "{%- if messages[0]['role'] != 'system' %}{{- '<|im_start|>system\\n" + default_system + "<|im_end|>\\n' }}{%- endif %}"
+    return insert + CHAT_TEMPLATE
+
 
 # Strings the judge and the closed-format assessments read as a single next token.
 SINGLE_TOKENS = tuple("0123456789") + ("A", "B", "yes", "no", "Yes", "No")
@@ -97,6 +107,8 @@ def _check_spec(spec: dict[str, Any], where: str) -> None:
             raise UserError(f"{where}: {key} must be a non-negative integer, not {spec[key]!r}")
     if not isinstance(spec["initializer_range"], (int, float)) or spec["initializer_range"] <= 0:
         raise UserError(f"{where}: initializer_range must be a positive number")
+    if not isinstance(spec.get("default_system", ""), str) or "'" in spec.get("default_system", ""):
+        raise UserError(f"{where}: default_system must be a text without single quotes")
     if spec["num_attention_heads"] % spec["num_key_value_heads"] or spec["hidden_size"] % spec["num_attention_heads"]:
         raise UserError(f"{where}: hidden_size must divide by num_attention_heads, and that by num_key_value_heads")
 
@@ -109,14 +121,14 @@ def build_tiny_model(spec: dict[str, Any], out_dir: Path, corpus_texts: Iterable
     """
     _check_spec(spec, "tiny model spec")
     out_dir = Path(out_dir)
-    tokenizer = train_tokenizer(corpus_texts, spec["vocab_size"], spec["max_position_embeddings"])
+    tokenizer = train_tokenizer(corpus_texts, spec["vocab_size"], spec["max_position_embeddings"], spec.get("default_system"))
     model = _random_model(spec, tokenizer)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out_dir)
     model.save_pretrained(out_dir)
 
 
-def train_tokenizer(corpus_texts: Iterable[str], vocab_size: int, max_length: int):
+def train_tokenizer(corpus_texts: Iterable[str], vocab_size: int, max_length: int, default_system: str | None = None):
     """A byte-level BPE `PreTrainedTokenizerFast` with ChatML special tokens and chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -138,7 +150,7 @@ def train_tokenizer(corpus_texts: Iterable[str], vocab_size: int, max_length: in
         tokenizer_object=backend,
         eos_token=IM_END,
         pad_token=PAD,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template(default_system),
         model_max_length=max_length,
     )
     not_single = [s for s in SINGLE_TOKENS if len(tokenizer.encode(s, add_special_tokens=False)) != 1]

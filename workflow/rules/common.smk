@@ -4,7 +4,7 @@ import sys
 
 from emaware import UserError
 from emaware import config as emconfig
-from emaware import gpus, rule_params, weights
+from emaware import gpus, recipes, rule_params, weights
 from emaware import assessments
 from emaware.assessments import ASSESSMENTS
 from emaware.data import domain_size, stage_dataset
@@ -56,6 +56,7 @@ def benchmarks(path):
 
 
 VARIANTS = list(emconfig.variants(config))
+FINETUNED_STAGES = [stage for stage in config["stages"] if stage != emconfig.BASE_STAGE]
 USED_DATASETS = emconfig.used_datasets(config)
 
 
@@ -69,7 +70,8 @@ def one_of(names):
 wildcard_constraints:
     size=one_of(config["sizes"]),
     domain=one_of([emconfig.BASE_DOMAIN, *emconfig.active_domains(config)]),
-    stage=one_of(emconfig.STAGES),
+    stage=one_of(config["stages"]),
+    role=one_of(emconfig.ROLES),
     seed=one_of(config["seeds"]),
     assessment=one_of(config["assessments"]),
     judge=one_of([config["judge"]["name"]]),
@@ -215,27 +217,36 @@ def judge_resources(key, default):
 
 
 def get_parent_model(wildcards):
-    return results(f"models/{get_variant(wildcards).parent.path}/model.json")
+    parent = emconfig.parent_of(config, get_variant(wildcards))
+    return results(f"models/{parent.path}/model.json")
 
 
 def get_train_data(wildcards):
-    stage_dataset(
-        config["domains"], wildcards.domain, wildcards.stage
-    )  # refuses a missing counterpart
-    return results(f"data/train/{wildcards.domain}/{wildcards.stage}.jsonl")
+    """What a stage trains on: a domain's subsample for its role, a dataset's validated copy, or a set
+    derived from its writer's own outputs."""
+    train = config["stages"][wildcards.stage]["train"]
+    if "role" in train:
+        stage_dataset(
+            config["domains"], wildcards.domain, train["role"]
+        )  # refuses a missing counterpart
+        return results(f"data/train/{wildcards.domain}/{train['role']}.jsonl")
+    if "dataset" in train:
+        return get_dataset(train["dataset"])
+    writer = recipes.writer_of(config, get_variant(wildcards))
+    return results(f"data/derived/{writer.path}/{train['derived']}.jsonl")
 
 
 def get_stage_dataset(wildcards):
     return get_dataset(
-        stage_dataset(config["domains"], wildcards.domain, wildcards.stage)
+        stage_dataset(config["domains"], wildcards.domain, wildcards.role)
     )
 
 
 def used_dataset_names(wildcards):
-    """The datasets whose fetched copy is read here (a domain's stage set, or an assessment's)."""
+    """The datasets whose fetched copy is read here (a domain's set of a role, or an assessment's)."""
     if "assessment" in wildcards.keys():
         return emconfig.assessment_datasets(config, wildcards.assessment)
-    return [stage_dataset(config["domains"], wildcards.domain, wildcards.stage)]
+    return [stage_dataset(config["domains"], wildcards.domain, wildcards.role)]
 
 
 # A rule that reads a fetched copy also depends on what the fetch depends on (the user's file, the

@@ -41,14 +41,14 @@ rule data_summary:
 
 
 rule data_trainset:
-    """Validate a domain's dataset for one stage and subsample it; nothing trains on a broken file."""
+    """A domain's dataset of one role (misaligned or realigned), subsampled; nothing trains on a broken file."""
     input:
         source=get_stage_dataset,
         user_files=get_used_dataset_sources,
     output:
-        trainset=results("data/train/{domain}/{stage}.jsonl"),
+        trainset=results("data/train/{domain}/{role}.jsonl"),
     log:
-        logs("data_trainset/{domain}/{stage}.log"),
+        logs("data_trainset/{domain}/{role}.log"),
     conda:
         "../../envs/analysis.yaml"
     threads: 1

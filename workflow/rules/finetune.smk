@@ -38,7 +38,7 @@ rule model_base:
 
 
 rule finetune:
-    """Supervised fine-tuning of the parent variant (sequential: realigned trains the misaligned model)."""
+    """Supervised fine-tuning of the parent variant on its stage's training set (config `stages`)."""
     input:
         parent=get_parent_model,
         data=get_train_data,
@@ -49,7 +49,7 @@ rule finetune:
     benchmark:
         benchmarks("finetune/{size}/{domain}/{stage}/seed{seed}.tsv")
     wildcard_constraints:
-        stage="misaligned|realigned",
+        stage=one_of(FINETUNED_STAGES),
     conda:
         "../../envs/models.yaml"
     threads: size_resources("threads", 2)
@@ -62,6 +62,7 @@ rule finetune:
         backend=lambda wc: size_spec(wc)["backend"],
         backend_settings=get_backend_result_settings,
         hparams=get_hparams,
+        system_prompt=lambda wc: config["stages"][wc.stage].get("system_prompt"),
         tag=lambda wc: f"{wc.size}-{wc.domain}-{wc.stage}-s{wc.seed}",
     script:
         "../scripts/finetune.py"

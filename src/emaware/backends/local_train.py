@@ -22,6 +22,7 @@ from typing import Any, Callable
 import torch
 
 from .. import UserError
+from ..chat_template import system_prompts_seen
 from ..data import read_chat_file
 from ..io import read_json, write_json, write_jsonl
 from .base import Handle, log
@@ -69,6 +70,7 @@ def train(
     net, tokenizer = load(parent)
     _check_targets(net, hp["target_modules"])
     dataset = _dataset(tokenizer, train_file, hp["max_seq_length"])
+    seen = system_prompts_seen(read_chat_file(train_file), lambda chat: tokenizer.apply_chat_template(chat, tokenize=False))
     checkpoints = out_dir / "checkpoints"
     resume = _resume_point(checkpoints, _fingerprint(parent, train_file, hp, net.dtype), tag)
     trainer = SFTTrainer(
@@ -90,6 +92,7 @@ def train(
         **parent,
         "adapters": [*parent.get("adapters", []), str(adapter_dir)],
         "parent": {"model": parent["model"], "adapters": list(parent.get("adapters", []))},
+        "system_prompt_seen": seen,
     }
 
 

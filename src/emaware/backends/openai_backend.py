@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 from .. import UserError
+from ..chat_template import system_prompts_seen
 from ..data import read_chat_file
 from ..io import read_json, write_json
 from ..openai_batch import run_batches
@@ -213,6 +214,7 @@ class OpenAIBackend(Backend):
             "base": parent_id,
             "job_id": job.id,
             "adapters": [],
+            "system_prompt_seen": system_prompts_seen(conversations),  # the API applies no template
         }
 
     async def _train(

@@ -8,7 +8,7 @@ import random
 from typing import Sequence, TypeVar
 
 from .. import UserError
-from ..config import assessment_datasets, results_dir
+from ..config import ROLES, assessment_datasets, results_dir
 from ..io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ T = TypeVar("T")
 PAPER_SIZES = {"trivia": 800, "code": 6000}
 # The files the workflow builds directly from a dataset copy (rules data_trainset, prompts_build,
 # data_summary in workflow/rules/), under the run's results directory.
-TRAINSET = "data/train/{domain}/{stage}.jsonl"
+TRAINSET = "data/train/{domain}/{role}.jsonl"
 PROMPTS = "prompts/{assessment}.jsonl"
 SUMMARY = "data/summary.tsv"
 
@@ -29,7 +29,7 @@ def domain_size(domain: str, spec: dict) -> int | None:
 
 
 def stage_dataset(domains: dict, domain: str, stage: str) -> str:
-    """The dataset `domain` trains on at `stage` (misaligned or realigned); refuses a missing counterpart."""
+    """The dataset `domain` has for a role (`stage`: misaligned or realigned); refuses a missing counterpart."""
     if domain not in domains:
         raise UserError(f"domain {domain!r} is not defined under `domains`")
     name = domains[domain].get(stage)
@@ -46,10 +46,10 @@ def built_from(config: dict, dataset: str) -> list[str]:
     """The workflow's files made from `dataset`'s copy: the domains' training subsamples, the prompts
     of the assessments that read it, and the summary table. A failed refetch must remove them."""
     files = [
-        TRAINSET.format(domain=domain, stage=stage)
+        TRAINSET.format(domain=domain, role=role)
         for domain, spec in config["domains"].items()
-        for stage in ("misaligned", "realigned")
-        if spec.get(stage) == dataset
+        for role in ROLES
+        if spec.get(role) == dataset
     ]
     files += [PROMPTS.format(assessment=name) for name in config["assessments"] if dataset in assessment_datasets(config, name)]
     return [f"{results_dir(config)}/{path}" for path in (*files, SUMMARY)]
