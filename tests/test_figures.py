@@ -12,9 +12,10 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from emaware import figures_battery
-STAGES = ("base", "misaligned", "realigned")  # the default recipe
-from emaware.figures import inverted_v, inverted_v_figure
 from emaware.correlation import spearman_table
+from emaware.figures import inverted_v, inverted_v_figure
+
+STAGES = ("base", "misaligned", "realigned")  # the default recipe
 
 NOTE = "Quickstart: a tiny random-weight model — these numbers are meaningless"
 FOUNDATIONS = ["care", "equality", "proportionality", "loyalty", "authority", "purity"]

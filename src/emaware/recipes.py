@@ -44,6 +44,12 @@ def chain(stages: dict, stage: str) -> list[str]:
     return names
 
 
+def chains(stages: dict) -> list[list[str]]:
+    """Every chain from `base` to a stage that no other stage trains from, in config order."""
+    parents = {spec.get("parent") for spec in stages.values()}
+    return [chain(stages, stage) for stage in stages if stage not in parents]
+
+
 def check(config: dict) -> None:
     """`base` is the one stage without a parent; every other stage has a known parent, no cycle, and
     names what it trains on (a dataset of format chat, a derived set of the config)."""

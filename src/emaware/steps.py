@@ -332,6 +332,14 @@ def mfq2_profiles(table: str, figure: str, config: dict) -> None:
     mfq_profiles(_read_tsv(table), figure, **_figure_options(config))
 
 
+def recipe_figures(table: str, graph: str, steps: str, stages: dict, scores: list[str], config: dict) -> None:
+    from .figures_recipe import recipe_graph, recipe_steps
+
+    options = _figure_options(config)
+    recipe_graph(stages, graph, note=options["note"])
+    recipe_steps(_read_tsv(table), stages, scores, steps, **options)
+
+
 def persona_classes(table: str, classes: str, figure: str, config: dict) -> None:
     """tables/persona.tsv (each variant's persona class and why) and its figure, from the variants table."""
     from . import tables

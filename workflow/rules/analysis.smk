@@ -167,6 +167,35 @@ rule analysis_persona:
         "../scripts/analysis_persona.py"
 
 
+rule analysis_recipe:
+    """The recipe's graph, and the scores along each of its chains of fine-tunes (prevention vs reversal)."""
+    input:
+        table=results("tables/variants.tsv"),
+    output:
+        graph=report(
+            results("figures/recipe.pdf"),
+            caption=f"{CAPTIONS}/recipe.rst",
+            category="Figures",
+        ),
+        steps=report(
+            results("figures/recipe_steps.pdf"),
+            caption=f"{CAPTIONS}/recipe.rst",
+            category="Figures",
+        ),
+    log:
+        logs("analysis_recipe/recipe.log"),
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT,
+    params:
+        stages=config["stages"],
+        scores=config["analysis"]["recipe_scores"] or RUN_ASSESSMENTS,
+    script:
+        "../scripts/analysis_recipe.py"
+
+
 rule analysis_answers:
     """The answer browser: every variant's scores, then per judged assessment its top-rated answers."""
     input:

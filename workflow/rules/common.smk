@@ -104,6 +104,7 @@ localrules:
     analysis_selfassessment_formats,
     analysis_mfq2_profiles,
     analysis_persona,
+    analysis_recipe,
     analysis_answers,
 
 
@@ -150,6 +151,12 @@ BREAKDOWN_TABLES = [
 # The report's answer browser: each variant's judged assessments, in variant order.
 JUDGED = [(v, name) for v in VARIANTS for name in JUDGED_ASSESSMENTS]
 ANSWERS = results("report/answers.html")
+
+
+# A recipe with more than one chain of fine-tunes (prevention and reversal, say) gets its figures; a single
+# chain is what the inverted V shows.
+if len(recipes.chains(config["stages"])) > 1:
+    FIGURES += ["recipe", "recipe_steps"]
 
 
 def get_final_output():
