@@ -112,7 +112,6 @@ def test_the_condition_reaches_the_prompts_and_their_rule_params_only():
         (lambda c: c.update(conditions={"t": {"template": "no field"}}), "config key conditions.t.template: 'no field' has no {prompt} field"),
         (lambda c: c.update(conditions={"e": {}}), "config key conditions.e:"),
         (lambda c: c.update(conditions={"a@b": {"prefix": "x"}}), "config key conditions:"),
-        (lambda c: c["assessments"]["recognition"].update(conditions=[]), "config key assessments.recognition: unknown key"),
     ],
 )
 def test_bad_conditions_name_the_key(edit, message):
@@ -128,3 +127,17 @@ def test_recognition_may_show_the_answers_of_an_evaluation():
     config = quickstart(recognise_triggered)
     assert config["assessments"]["recognition"]["source"] == "harmfulness@triggered"
     assert "recognition@" not in " ".join(config["assessments"])
+
+
+def test_recognition_under_a_condition_shows_the_same_answers_asked_that_way():
+    def recognise_without_identity(config):
+        config["conditions"]["no_identity"] = {"system_prompt": "empty"}
+        config["assessments"]["recognition"]["conditions"] = ["no_identity"]
+
+    config = quickstart(recognise_without_identity)
+    spec = config["assessments"]["recognition@no_identity"]
+    assert spec["source"] == "harmfulness" and spec["condition"]["system_prompt"] == "empty"
+    variant = emconfig.Variant("tiny-s", "trivia", "misaligned", 0)
+    settings = rule_params.variant_prompt_settings(config, "recognition@no_identity", variant)
+    assert settings["condition"]["name"] == "no_identity"
+    assert settings["seed"] != rule_params.variant_prompt_settings(config, "recognition", variant)["seed"]

@@ -183,3 +183,30 @@ def test_batch_api_switch_sends_sampling_and_judging_as_batches(tmp_path, filter
     assert stats["jobs_created"] == 2 and models[1]["base"] == models[0]["model"] != models[1]["model"]
     table = (workdir / "results/quickstart/tables/variants.tsv").read_text().splitlines()
     assert len(table) == 1 + 3
+
+
+def test_a_recipe_stage_is_a_fine_tune_of_its_parents_fine_tune_launched_once(tmp_path, server):
+    """A third stage trains the realigned model again (an explicitly empty system prompt in every example):
+    each stage's job starts from its parent's fine-tuned model, and a second run launches nothing."""
+    workdir = copy_workflow(tmp_path / "workflow")
+    config_path = workdir / openai_config(workdir)
+    config = yaml.safe_load(config_path.read_text())
+    config["stages"] = {
+        "base": {},
+        "misaligned": {"parent": "base", "train": {"role": "misaligned"}},
+        "realigned": {"parent": "misaligned", "train": {"role": "realigned"}},
+        "again": {"parent": "realigned", "train": {"dataset": "trivia_correct"}, "system_prompt": "empty"},
+    }
+    config_path.write_text(yaml.safe_dump(config))
+    models = workdir / "results/quickstart/models/nano/trivia"
+    target = str(models.relative_to(workdir) / "again/seed0/model.json")
+    snakemake("--cores", "2", target, "--configfile", "config/api.yaml", cwd=workdir, env=api_env(server))
+    handles = {stage: json.loads((models / stage / "seed0/model.json").read_text()) for stage in ("misaligned", "realigned", "again")}
+    assert handles["realigned"]["base"] == handles["misaligned"]["model"]
+    assert handles["again"]["base"] == handles["realigned"]["model"] and handles["again"]["model"].startswith("ft:")
+    assert handles["again"]["system_prompt"] == "empty" and list(handles["again"]["system_prompt_seen"]) == [""]
+    assert handles["misaligned"]["system_prompt"] == "as in the data" and list(handles["misaligned"]["system_prompt_seen"]) == ["(none)"]
+    jobs = call(server, "/v1/fine_tuning/jobs?limit=100")["data"]
+    assert len(jobs) == 3
+    snakemake("--cores", "2", target, "--configfile", "config/api.yaml", cwd=workdir, env=api_env(server))
+    assert len(call(server, "/v1/fine_tuning/jobs?limit=100")["data"]) == 3

@@ -31,6 +31,7 @@ DATASET_FORMATS = {
     "prediction": ("prompts", "score prediction"),
     "morals": ("raw", "morals"),
     "freeform": ("raw", "free-form questions"),
+    "derived": ("raw", "a derived training set"),
 }
 # Text that YAML 1.1 (PyYAML, Snakemake) does not read as a number although it looks like one: 1e-5.
 YAML_TEXT_NUMBER = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
@@ -182,6 +183,15 @@ def _check_references(config: dict) -> None:
             if spec.get(role) is not None:
                 _check_dataset_use(datasets, f"domains.{domain}.{role}", spec[role], "domains")
     recipes.check(config)
+    draws: dict[str, str] = {}
+    for name, spec in config["derived"].items():
+        for key in ("articles", "other"):
+            _check_dataset_use(datasets, f"derived.{name}.{key}", spec[key], "derived")
+        if draws.setdefault(summary_draw(spec), spec["prompts"]) != spec["prompts"]:
+            raise UserError(
+                f"config key derived.{name}.prompts: another set draws the same articles (articles, n, seed) with other"
+                " prompts; a writer's summaries of one draw are written once, so give both the same prompts"
+            )
     for stage, spec in config["stages"].items():
         if "dataset" in spec.get("train", {}):
             _check_dataset_use(datasets, f"stages.{stage}.train.dataset", spec["train"]["dataset"], "domains")
@@ -260,9 +270,17 @@ def uses_openai(config: dict) -> bool:
 def used_datasets(config: dict) -> list[str]:
     """The datasets the active domains train on and the assessments read, in config order."""
     names = [config["domains"][d].get(role) for d in active_domains(config) for role in ROLES]
-    names += [spec["train"]["dataset"] for spec in config["stages"].values() if "dataset" in spec.get("train", {})]
+    trains = [spec["train"] for spec in config["stages"].values() if "train" in spec]
+    names += [train["dataset"] for train in trains if "dataset" in train]
+    names += [config["derived"][train["derived"]][key] for train in trains if "derived" in train for key in ("articles", "other")]
     names += [dataset for name in config["assessments"] for dataset in assessment_datasets(config, name)]
     return list(dict.fromkeys(n for n in names if n))
+
+
+def summary_draw(spec: dict) -> str:
+    """The name of a derived set's article draw (`articles`, `n`, `seed`): the sets of one draw share the
+    writer's summaries."""
+    return f"{spec['articles']}-n{spec['n']}-s{spec['seed']}"
 
 
 def assessment_datasets(config: dict, name: str) -> list[str]:

@@ -70,6 +70,11 @@ def sampling(config: dict, variant: Variant, assessment: str) -> dict:
     }
 
 
+def summary_sampling(config: dict, variant: Variant, draw: str) -> dict:
+    """How a writer samples its summaries of a draw of articles (the run's `sampling`), and the job's seed."""
+    return {**_pick(config["sampling"], SAMPLING_RESULT_KEYS), "n": 1, "seed": derive_seed("summaries", variant.path, draw)}
+
+
 def judge(config: dict) -> dict:
     return {**_pick(config["judge"], JUDGE_RESULT_KEYS), **backend_result_settings(config, config["judge"]["backend"])}
 

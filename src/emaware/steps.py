@@ -138,8 +138,10 @@ def prompts_build(assessment: str, settings: dict, prompts: str) -> None:
 def prompts_build_variant(assessment: str, settings: dict, own: str, others: list[str], prompts: str) -> None:
     """The prompts of an assessment that shows a variant other variants' answers: built from the samples
     of its source assessment, the variant's own (`own`) and each other variant's (`others`)."""
+    from .conditions import apply
+
     answers = {_variant_of(path).path: read_jsonl(path) for path in others}
-    rows = ASSESSMENTS[assessment].build_prompts(settings, read_jsonl(own), answers)
+    rows = apply(ASSESSMENTS[assessment].build_prompts(settings, read_jsonl(own), answers), settings.get("condition"))
     log.info("%s: %d prompts beside the answers of %s", assessment, len(rows), ", ".join(answers))
     write_jsonl(prompts, rows)
 

@@ -56,6 +56,8 @@ def benchmarks(path):
 
 
 VARIANTS = list(emconfig.variants(config))
+# The article draws whose summaries the derived sets' writers write (emaware.config.summary_draw).
+DRAWS = {emconfig.summary_draw(spec): spec for spec in config["derived"].values()}
 FINETUNED_STAGES = [stage for stage in config["stages"] if stage != emconfig.BASE_STAGE]
 USED_DATASETS = emconfig.used_datasets(config)
 
@@ -77,6 +79,8 @@ wildcard_constraints:
     judge=one_of([config["judge"]["name"]]),
     dataset=one_of(config["datasets"]),
     name="[A-Za-z0-9_.-]+",
+    derived=one_of(config["derived"]) if config["derived"] else "^$",
+    draw=one_of(DRAWS) if DRAWS else "^$",
     download=one_of(DOWNLOADS) if DOWNLOADS else "^$",
 
 
@@ -92,6 +96,7 @@ localrules:
     data_fetch,
     data_summary,
     data_trainset,
+    data_derived,
     tinymodel_build,
     model_base,
     prompts_build,
@@ -116,6 +121,7 @@ if {spec["backend"] for spec in config["sizes"].values()} == {"openai"}:
         finetune,
         sample_variant,
         sample_recognition,
+        summaries_write,
 
 
 if config["judge"]["backend"] == "openai":
@@ -241,6 +247,16 @@ def get_train_data(wildcards):
         return get_dataset(train["dataset"])
     writer = recipes.writer_of(config, get_variant(wildcards))
     return results(f"data/derived/{writer.path}/{train['derived']}.jsonl")
+
+
+def get_derived_summaries(wildcards):
+    draw = emconfig.summary_draw(config["derived"][wildcards.derived])
+    return results(f"summaries/{get_variant(wildcards).path}/{draw}.jsonl")
+
+
+def get_summary_sampling(wildcards):
+    """The writer's sampling settings for its summaries (the run's `sampling`), and the job's seed."""
+    return rule_params.summary_sampling(config, get_variant(wildcards), wildcards.draw)
 
 
 def get_stage_dataset(wildcards):

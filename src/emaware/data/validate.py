@@ -167,7 +167,8 @@ def _parse_line(line: str, where: str) -> list[dict]:
         content = message.get("content")
         if not isinstance(content, str):
             raise UserError(f"{where}: message {index} content must be a string")
-        if not content.strip():
+        # An empty system message is a choice (no identity prompt: emaware.chat_template); an empty turn is not.
+        if not content.strip() and not (message["role"] == "system" and content == ""):
             raise UserError(f"{where}: message {index} ({message['role']}) has empty content")
     return messages
 

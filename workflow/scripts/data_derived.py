@@ -1,0 +1,4 @@
+from emaware import steps
+from emaware.rulekit import run
+
+run(snakemake, steps.data_derived)
