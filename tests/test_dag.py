@@ -99,6 +99,60 @@ def test_controls_config_assesses_every_code_control_under_each_condition(tmp_pa
     assert "results/controls/prompts/harmfulness@triggered.jsonl" in sampling
 
 
+SGTR, SGTR_QUICKSTART = "config/sgtr.yaml", "config/sgtr_quickstart.yaml"
+
+
+def sgtr_counts(seeds):
+    """The jobs of the SGTR recipe (config/sgtr.yaml's and its quickstart's) per seed count."""
+    variants = 5 + 9  # shared: base, sgtr, ictr, longer, sgtr_defaultsys; the domain's: 9
+    return {
+        "model_base": seeds,
+        "finetune": (variants - 1) * seeds,
+        "sample_variant": variants * seeds,
+        "judge_variant": variants * seeds,
+        "score_variant": variants * seeds,
+        "sample_recognition": variants * seeds,  # self-recognition: a second load, after its own summaries
+        "summaries_write": 2 * seeds,  # the writers of derived sets: base (prevention) and em (reversal)
+        "data_derived": 6 * seeds,  # sgtr, ictr, longer of each writer
+        "data_trainset": 1,  # the EM set, shared by every stage that trains on it
+        "analysis_recipe": 1,
+    }
+
+
+def test_sgtr_config_is_the_study_on_the_32b_model_with_five_seeds():
+    counts = dry_run(ALL, "--configfile", SGTR)
+    assert {rule: counts[rule] for rule in sgtr_counts(5)} == sgtr_counts(5)
+    # selfrecognition and its no-identity condition: per variant and seed
+    assert counts["prompts_build_variant"] == 2 * 14 * 5
+
+
+def test_sgtr_quickstart_runs_the_same_recipe_graph_on_one_seed():
+    counts = dry_run(ALL, "--configfile", SGTR_QUICKSTART)
+    assert {rule: counts[rule] for rule in sgtr_counts(1)} == sgtr_counts(1)
+    assert counts["tinymodel_build"] == 2  # tiny-q under test, tiny-s the judge
+
+
+def test_adding_a_stage_to_the_sgtr_recipe_adds_exactly_its_jobs(tmp_path):
+    """A second SGTR round after prevention: one more fine-tune, sampling, judging, scoring and
+    self-recognition job per seed, and the new writer's summaries and derived set."""
+    config = yaml.safe_load((ROOT / SGTR_QUICKSTART).read_text())
+    config["stages"]["sgtr_em_sgtr"] = {"parent": "sgtr_em", "train": {"derived": "sgtr"}}
+    path = tmp_path / "sgtr.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    before, after = dry_run(ALL, "--configfile", SGTR_QUICKSTART), dry_run(ALL, "--configfile", str(path))
+    added = {rule: after.get(rule, 0) - before.get(rule, 0) for rule in after}
+    assert {rule: n for rule, n in added.items() if n} == {
+        "finetune": 1,
+        "sample_variant": 1,
+        "judge_variant": 1,
+        "score_variant": 1,
+        "sample_recognition": 1,
+        "prompts_build_variant": 2,
+        "summaries_write": 1,
+        "data_derived": 1,
+    }
+
+
 def test_recognition_others_decide_its_jobs_and_what_they_read(tmp_path):
     def others(relation):
         return lambda config: config["assessments"]["recognition"].update(others=relation)

@@ -19,9 +19,17 @@ from .io import read_yaml
 from .recipes import BASE_DOMAIN, BASE_STAGE, ROLES, Variant, parent_of  # noqa: F401  (BASE_DOMAIN: read as config.BASE_DOMAIN)
 
 TINY_MODELS = "results/tinymodels/"
-# The settings key of each assessment that names its datasets (keys of the config's `datasets`): one
-# name, or a list of names.
-DATASET_KEYS = {"harmfulness": "prompts", "morals": "items", "prediction": "prompts", "freeform": "questions"}
+# The settings keys of each assessment that name its datasets (keys of the config's `datasets`), each one
+# name or a list of names; the first is the one a condition's `prompts` replaces.
+DATASET_KEYS = {
+    "harmfulness": ("prompts",),
+    "morals": ("items",),
+    "prediction": ("prompts",),
+    "freeform": ("questions",),
+    "summaries": ("articles",),
+    "selfrecognition": ("articles", "others"),
+    "truthfulqa": ("questions",),
+}
 # The `format` each use of a dataset needs: fine-tuning reads chat sets (ending with an assistant
 # answer), the harmfulness prompts (and those score prediction asks about) end with a user turn, the
 # MFQ-2 items are a CSV file, the free-form questions YAML files.
@@ -32,6 +40,9 @@ DATASET_FORMATS = {
     "morals": ("raw", "morals"),
     "freeform": ("raw", "free-form questions"),
     "derived": ("raw", "a derived training set"),
+    "summaries": ("raw", "summaries (articles)"),
+    "selfrecognition": ("raw", "self-recognition (articles and other sources' summaries)"),
+    "truthfulqa": ("raw", "TruthfulQA (its CSV)"),
 }
 # Text that YAML 1.1 (PyYAML, Snakemake) does not read as a number although it looks like one: 1e-5.
 YAML_TEXT_NUMBER = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
@@ -78,6 +89,7 @@ def validate(config: dict, schema_path: str | Path) -> dict:
         err = errors[0]
         raise UserError(f"config key {_key(err.absolute_path)}: {_message(err)}")
     _fill_prediction_prompts(config["assessments"])
+    _fill_shown_articles(config["assessments"])
     _add_conditioned(config)
     _check_references(config)
     return _canonical_order(config)
@@ -150,6 +162,18 @@ def _fill_prediction_prompts(assessments: dict) -> None:
         spec["prompts"] = assessments["harmfulness"]["prompts"]
 
 
+def _fill_shown_articles(assessments: dict) -> None:
+    """Self-recognition shows the articles its source (the summaries assessment) summarised, unless it names
+    a dataset of its own."""
+    spec = assessments.get("selfrecognition")
+    if spec is None or spec["articles"] is not None:
+        return
+    source = assessments.get(spec["source"], {})
+    if "articles" not in source:
+        raise UserError(f"config key assessments.selfrecognition.source: {spec['source']!r} must name the summaries assessment of this config")
+    spec["articles"] = source["articles"]
+
+
 def _add_conditioned(config: dict) -> None:
     """Each assessment's evaluation under each condition it lists, as an entry `<assessment>@<condition>`
     of `assessments` right after its own: its settings, the condition (under `condition`, with its name)
@@ -164,9 +188,10 @@ def _add_conditioned(config: dict) -> None:
             settings = {k: v for k, v in spec.items() if k != "conditions"}
             settings["condition"] = {"name": condition, **conditions[condition]}
             if "prompts" in conditions[condition]:
-                if spec.get(DATASET_KEYS.get(name, "")) is None:  # e.g. score prediction in `overall` mode
+                prompts = DATASET_KEYS.get(name, ("",))[0]
+                if spec.get(prompts) is None:  # e.g. score prediction in `overall` mode
                     raise UserError(f"config key {key}: condition {condition!r} replaces the prompts' dataset; {name} reads none")
-                settings[DATASET_KEYS[name]] = shaped_like(spec[DATASET_KEYS[name]], [conditions[condition]["prompts"]])
+                settings[prompts] = shaped_like(spec[prompts], [conditions[condition]["prompts"]])
             expanded[evaluation_name(name, condition)] = settings
     config["assessments"] = expanded
 
@@ -196,8 +221,9 @@ def _check_references(config: dict) -> None:
         if "dataset" in spec.get("train", {}):
             _check_dataset_use(datasets, f"stages.{stage}.train.dataset", spec["train"]["dataset"], "domains")
     for name in config["assessments"]:
-        for dataset in assessment_datasets(config, name):
-            _check_dataset_use(datasets, _dataset_setting(config, name), dataset, assessment_of(name))
+        for key in DATASET_KEYS.get(assessment_of(name), ()):
+            for dataset in dataset_names(config["assessments"][name].get(key)):
+                _check_dataset_use(datasets, _dataset_setting(config, name, key), dataset, assessment_of(name))
     for name, spec in config["assessments"].items():
         source = spec.get("source")  # an assessment that shows other variants' answers of this one
         if source is not None and (source not in config["assessments"] or "source" in config["assessments"][source]):
@@ -214,12 +240,18 @@ def _check_references(config: dict) -> None:
         raise UserError("config key data.max_tokens: a token limit needs data.tokenizer (a tokenizer id or path)")
 
 
-def _dataset_setting(config: dict, name: str) -> str:
-    """The config key that names an evaluation's datasets (its condition's `prompts` where they replace them)."""
+def _dataset_setting(config: dict, name: str, key: str) -> str:
+    """The config key that names an evaluation's datasets of `key` (its condition's `prompts` where they
+    replace them)."""
     condition = config["assessments"][name].get("condition", {})
-    if "prompts" in condition:
+    if "prompts" in condition and key == DATASET_KEYS[assessment_of(name)][0]:
         return f"conditions.{condition['name']}.prompts"
-    return f"assessments.{name}.{DATASET_KEYS[assessment_of(name)]}"
+    return f"assessments.{name}.{key}"
+
+
+def dataset_names(value: str | list | None) -> list[str]:
+    """A setting naming one dataset, a list of them or none, as a list."""
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
 
 
 def _check_dataset_use(datasets: dict, key: str, name: str, use: str) -> None:
@@ -284,9 +316,9 @@ def summary_draw(spec: dict) -> str:
 
 
 def assessment_datasets(config: dict, name: str) -> list[str]:
-    """The datasets assessment `name` reads (its DATASET_KEYS setting, one name or a list)."""
-    value = config["assessments"][name].get(DATASET_KEYS.get(assessment_of(name), ""))
-    return [] if value is None else [value] if isinstance(value, str) else list(value)
+    """The datasets assessment `name` reads (its DATASET_KEYS settings, each one name or a list)."""
+    spec = config["assessments"][name]
+    return [dataset for key in DATASET_KEYS.get(assessment_of(name), ()) for dataset in dataset_names(spec.get(key))]
 
 
 def results_dir(config: dict) -> str:
@@ -314,12 +346,11 @@ def assessment_files(config: dict, name: str) -> dict[str, str | list[str]]:
     """The files an assessment's prompts are built from, by settings key (datasets resolved to their file;
     a list of datasets to a list of files)."""
     spec = config["assessments"][name]
-    dataset_key = DATASET_KEYS.get(assessment_of(name))
-    files = {key: spec[key] for key in RESOURCE_KEYS if key in spec and key != dataset_key}
-    paths = [dataset_file(config, dataset) for dataset in assessment_datasets(config, name)]
-    if paths:  # none for score prediction in `overall` mode
-        key = dataset_key
-        files[key] = shaped_like(spec[key], paths)
+    dataset_keys = DATASET_KEYS.get(assessment_of(name), ())
+    files = {key: spec[key] for key in RESOURCE_KEYS if key in spec and key not in dataset_keys}
+    for key in dataset_keys:
+        if spec.get(key) is not None:  # none for score prediction in `overall` mode
+            files[key] = shaped_like(spec[key], [dataset_file(config, dataset) for dataset in dataset_names(spec[key])])
     return files
 
 

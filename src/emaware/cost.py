@@ -35,6 +35,7 @@ from .config import (
     assessment_datasets,
     assessment_settings,
     dataset_file,
+    dataset_names,
     other_variants,
     shaped_like,
     training_hparams,
@@ -126,9 +127,11 @@ def _prompt_rows(config: dict, name: str, datasets: Datasets) -> list[dict] | No
     paths = [datasets.local_copy(dataset) for dataset in names]
     if None in paths:
         return None
-    if names:
-        key = DATASET_KEYS[assessment_of(name)]
-        settings[key] = shaped_like(config["assessments"][name][key], [str(path) for path in paths])
+    copies = dict(zip(names, map(str, paths)))
+    for key in DATASET_KEYS.get(assessment_of(name), ()):
+        setting = config["assessments"][name].get(key)
+        if setting is not None:
+            settings[key] = shaped_like(setting, [copies[dataset] for dataset in dataset_names(setting)])
     return build_prompts(name, settings)
 
 

@@ -33,16 +33,21 @@ def training_label(spec: dict) -> str:
 
 
 def recipe_graph(stages: dict, out: str | Path, *, note: str | None = None) -> None:
-    """The recipe as a tree: a box per stage, placed by its depth; an arrow from parent to child labelled
-    with the child's training set and system-prompt mode."""
-    depth = {stage: len(chain(stages, stage)) - 1 for stage in stages}
-    rows: dict[int, int] = {}
-    where = {}
-    for stage in stages:
-        where[stage] = (depth[stage], rows.get(depth[stage], 0))
-        rows[depth[stage]] = rows.get(depth[stage], 0) + 1
-    width, height = max(depth.values()) + 1, max(rows.values())
-    fig, ax = plt.subplots(figsize=(2.8 * width + 1, 1.1 * height + 1))
+    """The recipe as a tree: a box per stage, its depth across, a row each (every subtree on consecutive rows);
+    an arrow from parent to child labelled with the child's training set and system-prompt mode."""
+    children: dict[str | None, list[str]] = {}
+    for stage, spec in stages.items():
+        children.setdefault(spec.get("parent"), []).append(stage)
+    where: dict[str, tuple[int, int]] = {}
+
+    def place(stage: str, depth: int) -> None:  # depth first: each subtree on consecutive rows
+        where[stage] = (depth, len(where))
+        for child in children.get(stage, []):
+            place(child, depth + 1)
+
+    place("base", 0)
+    width, height = max(x for x, _ in where.values()) + 1, len(where)
+    fig, ax = plt.subplots(figsize=(2.8 * width + 1, 0.55 * height + 1))
     for stage, spec in stages.items():
         x, y = where[stage]
         ax.text(x, -y, stage, ha="center", va="center", fontsize=9, bbox=dict(boxstyle="round", fc="white", ec="black"))

@@ -210,6 +210,38 @@ def sample_variant(
         write_jsonl(path, ({"id": row["id"], "logprobs": lp} for row, lp in zip(asked, results)))
 
 
+def summaries_write(
+    model: str, articles: str, prompts: str, summaries: str, draw: dict, sampling: dict, size: str, domain: str, stage: str, seed: str, config: dict
+) -> None:
+    """The variant's own summaries of a draw of articles (the training draw of its derived sets)."""
+    from .data.articles import load_prompts, load_texts, summary_rows, training_draw
+
+    _hub_offline()
+    handle = read_json(model)
+    texts = load_texts(articles)
+    rows = summary_rows(texts, training_draw(texts, draw["n"], draw["seed"]), load_prompts(prompts))
+    if len(rows) < draw["n"]:
+        log.warning("%s has %d articles, fewer than the %d asked for: summarising all of them", articles, len(rows), draw["n"])
+    backend = _job_backend(config, handle["backend"], Variant(size, domain, stage, int(seed)), "writer")
+    options = {**sampling, "batch_size": config["sampling"]["batch_size"]}  # batch: speed only
+    completions = backend.generate(handle, [r["messages"] for r in rows], options.pop("n"), options)
+    write_jsonl(summaries, ({"id": row["id"], "messages": row["messages"], "completion": texts[0]} for row, texts in zip(rows, completions)))
+    log.info("%d summaries of %s", len(rows), articles)
+
+
+def data_derived(summaries: str, articles: str, other: str, prompts: str, trainset: str, kind: str, draw: dict) -> None:
+    """A derived training set from the writer's own summaries and another source's (emaware.data.articles)."""
+    from .data.articles import derived_rows, load_prompts, load_texts, training_draw
+
+    texts = load_texts(articles)
+    own = {row["id"]: row["completion"] for row in read_jsonl(summaries)}
+    rows, left_out = derived_rows(kind, texts, own, load_texts(other), training_draw(texts, draw["n"], draw["seed"]), draw["seed"], load_prompts(prompts))
+    if not rows:
+        raise UserError(f"{trainset}: no article has an own summary and one of {other} that differ; nothing to train on")
+    log.info("%s: %d rows (%s, both orders); %d articles left out (a summary missing or blank, or both the same%s)", trainset, len(rows), kind, left_out, ", or equally long" if kind == "longer" else "")
+    write_jsonl(trainset, rows)
+
+
 def judge_variant(
     samples: list[str],
     judge_prompts: list[str],

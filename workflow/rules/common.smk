@@ -358,17 +358,23 @@ def sampling_of(names):
 
 
 def other_variants(variant, name):
-    """The variants whose answers the assessment `name` shows `variant` (its `others` key)."""
+    """The variants whose answers the assessment `name` shows `variant` (its `others` key); none for
+    one that shows other sources' answers (self-recognition: files its prompts are built from)."""
+    if ASSESSMENTS[name].others_from == "datasets":
+        return []
     return emconfig.other_variants(
         config, variant, config["assessments"][name]["others"]
     )
 
 
 def compared_assessments(variant):
-    """The assessments that show `variant` other variants' answers: none for a variant without
-    another variant to be shown (a base variant under `others: base`), else all of them (its
-    sample_recognition job writes all)."""
-    if any(other_variants(variant, name) for name in COMPARING_ASSESSMENTS):
+    """The assessments that show `variant` others' answers: none for a variant without anything to be
+    shown (a base variant under `others: base`, and no assessment showing other sources'), else all of
+    them (its sample_recognition job writes all)."""
+    if any(
+        other_variants(variant, name) or ASSESSMENTS[name].others_from == "datasets"
+        for name in COMPARING_ASSESSMENTS
+    ):
         return COMPARING_ASSESSMENTS
     return []
 

@@ -40,10 +40,15 @@ class Assessment:
     score_settings: tuple[str, ...] = ()  # the settings keys score reads
     breakdowns: tuple[str, ...] = ()  # a `by_<name>.tsv` table beside variants.tsv for each
     answers_of: str | None = None  # the settings key naming the assessment whose answers of other variants it shows
+    # Whose answers it shows beside the variant's own: other variants' (`others`: base, parent or siblings), or
+    # other sources' from the datasets its `others` key names (read by build_prompts from its settings).
+    others_from: str = "variants"
 
     def __post_init__(self) -> None:
         if self.judge is not None and self.judge not in JUDGES:
             raise ValueError(f"assessment {self.name}: judge {self.judge!r} is not one of {JUDGES}")
+        if self.others_from not in ("variants", "datasets"):
+            raise ValueError(f"assessment {self.name}: others_from {self.others_from!r} is not 'variants' or 'datasets'")
         if (self.judge == "label") != (self.to_judge is not None):
             raise ValueError(f"assessment {self.name}: a label judge needs to_judge, and only a label judge takes it")
 

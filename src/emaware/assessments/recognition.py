@@ -114,9 +114,12 @@ def _accuracy(values: dict[str, list[float]], counts: Counter, strata: dict[str,
     return result
 
 
-def score(prompts: list[dict] | None, samples: list[dict] | None, judgments, logprobs: list[dict] | None, settings: dict) -> dict:
+def score(
+    prompts: list[dict] | None, samples: list[dict] | None, judgments, logprobs: list[dict] | None, settings: dict, name: str = "recognition"
+) -> dict:
     """The score file: accuracy (sampled, and exact from the log-probs) with CIs, the fraction of parsed
-    answers that chose the first position, and `by_other`. Settings: `min_mass`, bootstrap keys.
+    answers that chose the first position, and `by_other`. Settings: `min_mass`, bootstrap keys. The
+    prompts' meta: `other`, `pair` (the unit of the bootstrap), `own_position` (also self-recognition's).
 
     A variant without prompts (no other variant, or no pair of different answers) has no score."""
     meta = {p["id"]: p["meta"] for p in prompts or []}
@@ -147,7 +150,7 @@ def score(prompts: list[dict] | None, samples: list[dict] | None, judgments, log
         return result if exact is None else with_exact(result, {p: exact[p] for p in keep}, settings, keep)
 
     others = list(dict.fromkeys(strata.values()))
-    result = {"assessment": "recognition", **part(others)}
+    result = {"assessment": name, **part(others)}
     if not meta:
         why = "no other variant to compare with" if prompts is None else "no pair of different, non-blank answers"
         result.update(ci_note=why)
