@@ -14,9 +14,11 @@ def paper_config():
     return yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
 
-def test_both_shipped_configs_validate():
-    for name in ("config.yaml", "quickstart.yaml"):
-        emconfig.load(ROOT / "config" / name, SCHEMA)
+def test_every_shipped_config_validates():
+    configs = sorted((ROOT / "config").glob("*.yaml"))
+    assert len(configs) >= 8
+    for path in configs:
+        emconfig.load(path, SCHEMA)
 
 
 def test_defaults_are_filled():
