@@ -359,7 +359,8 @@ def sampling_of(names):
 
 def other_variants(variant, name):
     """The variants whose answers the assessment `name` shows `variant` (its `others` key); none for
-    one that shows other sources' answers (self-recognition: files its prompts are built from)."""
+    one that shows other sources' answers (self-recognition: files its prompts are built from).
+    """
     if ASSESSMENTS[name].others_from == "datasets":
         return []
     return emconfig.other_variants(

@@ -47,6 +47,8 @@ rule data_derived:
         **LIGHT,
     params:
         kind=lambda wc: config["derived"][wc.derived]["kind"],
-        draw=lambda wc: {key: config["derived"][wc.derived][key] for key in ("n", "seed")},
+        draw=lambda wc: {
+            key: config["derived"][wc.derived][key] for key in ("n", "seed")
+        },
     script:
         "../scripts/data_derived.py"
