@@ -60,8 +60,12 @@ def test_registry_declares_what_each_assessment_needs():
         "description": (None, True, ("pair",)),
         "prediction": (None, True, ("category",)),
         "freeform": ("scale100", False, ("kind", "question")),
+        "truthfulqa": (None, True, ("category",)),
+        "summaries": (None, False, ()),
+        "selfrecognition": (None, True, ("other",)),
     }
-    assert [name for name, a in ASSESSMENTS.items() if a.reads_other_variants] == ["recognition"]
+    assert [name for name, a in ASSESSMENTS.items() if a.reads_other_variants] == ["recognition", "selfrecognition"]
+    assert [name for name, a in ASSESSMENTS.items() if a.others_from == "datasets"] == ["selfrecognition"]
     assert all(callable(a.build_prompts) and callable(a.score) for a in ASSESSMENTS.values())
 
 

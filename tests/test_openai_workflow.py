@@ -210,3 +210,24 @@ def test_a_recipe_stage_is_a_fine_tune_of_its_parents_fine_tune_launched_once(tm
     assert len(jobs) == 3
     snakemake("--cores", "2", target, "--configfile", "config/api.yaml", cwd=workdir, env=api_env(server))
     assert len(call(server, "/v1/fine_tuning/jobs?limit=100")["data"]) == 3
+
+
+def test_a_derived_set_is_written_by_the_api_model_and_trained_on(tmp_path, server):
+    """SGTR through the API: the base model summarises the articles, the pairs are built from its own
+    summaries, and the stage is a fine-tuning job on them."""
+    workdir = copy_workflow(tmp_path / "workflow")
+    config_path = workdir / openai_config(workdir)
+    config = yaml.safe_load(config_path.read_text())
+    config["datasets"]["articles"] = {"path": "resources/sgtr/quickstart_articles.json", "format": "raw"}
+    config["datasets"]["other"] = {"path": "resources/sgtr/quickstart_other_summaries.json", "format": "raw"}
+    config["derived"] = {"sgtr": {"kind": "sgtr", "articles": "articles", "other": "other", "n": 8}}
+    config["stages"] = {"base": {}, "sgtr": {"parent": "base", "train": {"derived": "sgtr"}}}
+    config_path.write_text(yaml.safe_dump(config))
+    target = "results/quickstart/models/nano/all/sgtr/seed0/model.json"
+    snakemake("--cores", "2", target, "--configfile", "config/api.yaml", cwd=workdir, env=api_env(server))
+    summaries = (workdir / "results/quickstart/summaries/nano/all/base/seed0/articles-n8-s0.jsonl").read_text().splitlines()
+    pairs = (workdir / "results/quickstart/data/derived/nano/all/base/seed0/sgtr.jsonl").read_text().splitlines()
+    assert len(summaries) == 8 and len(pairs) == 16
+    handle = json.loads((workdir / target).read_text())
+    assert handle["model"].startswith("ft:") and handle["base"] == "gpt-4.1-nano-2025-04-14"
+    assert len(call(server, "/v1/fine_tuning/jobs?limit=100")["data"]) == 1

@@ -119,9 +119,9 @@ def _max_tokens(config: dict, name: str) -> int:
     return int(config["assessments"][name].get("max_tokens") or config["sampling"].get("max_tokens") or UNBOUNDED_REPLY)
 
 
-def _prompt_rows(config: dict, name: str, datasets: Datasets) -> list[dict] | None:
-    """The prompts of an assessment that every variant shares, as the workflow builds them; None when
-    they come from a dataset without a local copy."""
+def _local_settings(config: dict, name: str, datasets: Datasets) -> dict | None:
+    """An assessment's settings with its datasets' local copies in place of the workflow's files; None when
+    one of them has no local copy."""
     settings = assessment_settings(config, name)
     names = assessment_datasets(config, name)
     paths = [datasets.local_copy(dataset) for dataset in names]
@@ -132,7 +132,14 @@ def _prompt_rows(config: dict, name: str, datasets: Datasets) -> list[dict] | No
         setting = config["assessments"][name].get(key)
         if setting is not None:
             settings[key] = shaped_like(setting, [copies[dataset] for dataset in dataset_names(setting)])
-    return build_prompts(name, settings)
+    return settings
+
+
+def _prompt_rows(config: dict, name: str, datasets: Datasets) -> list[dict] | None:
+    """The prompts of an assessment that every variant shares, as the workflow builds them; None when
+    they come from a dataset without a local copy."""
+    settings = _local_settings(config, name, datasets)
+    return None if settings is None else build_prompts(name, settings)
 
 
 def _shown_answers_workload(config: dict, name: str, model: str, datasets: Datasets) -> Workload:
@@ -141,15 +148,17 @@ def _shown_answers_workload(config: dict, name: str, model: str, datasets: Datas
     two answers at the source's token limit."""
     assessment, spec = ASSESSMENTS[name], config["assessments"][name]
     source = spec[assessment.answers_of]
-    rows = _prompt_rows(config, source, datasets)
-    if rows is None:
-        raise UserError(f"cannot estimate {name}: the prompts of {source} come from a dataset without a local copy")
+    rows, settings = _prompt_rows(config, source, datasets), _local_settings(config, name, datasets)
+    if rows is None or settings is None:
+        raise UserError(f"cannot estimate {name}: the prompts of {source} or its own datasets have no local copy")
     samples = int(config["assessments"][source].get("samples", 1))
 
     def answers(label: str) -> list[dict]:
         return [{**row, "sample": i, "completion": f"{label} {i}"} for row in rows for i in range(samples)]
 
-    prompts = assessment.build_prompts({**assessment_settings(config, name), "seed": 0}, answers("own"), {"other": answers("other")})
+    # Other sources' answers come from the assessment's own datasets; other variants' are placeholders.
+    others = {} if assessment.others_from == "datasets" else {"other": answers("other")}
+    prompts = assessment.build_prompts({**settings, "seed": 0}, answers("own"), others)
     shown = 2 * _max_tokens(config, source)
     logprob_rows = assessment.logprob_requests(prompts)[0] if assessment.needs_logprobs else []
     return Workload(
@@ -229,7 +238,7 @@ def _training_set(config: dict, variant: Variant) -> tuple[str, int | None] | No
 
 def _copies(config: dict, name: str, variant: Variant) -> int:
     """How often a variant asks an assessment's prompts: once, or once per other variant it is shown."""
-    if not ASSESSMENTS[name].reads_other_variants:
+    if not ASSESSMENTS[name].reads_other_variants or ASSESSMENTS[name].others_from == "datasets":
         return 1
     return len(other_variants(config, variant, config["assessments"][name]["others"]))
 
