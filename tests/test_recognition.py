@@ -11,6 +11,7 @@ import pytest
 from emaware import UserError
 from emaware import config as emconfig
 from emaware.assessments import ASSESSMENTS, recognition
+from emaware.assessments.choice import parse_choice
 from emaware.config import Variant
 from emaware.io import read_yaml
 
@@ -142,7 +143,7 @@ def test_template_needs_its_three_fields(tmp_path):
     ],
 )
 def test_parse_choice(text, choice):
-    assert recognition.parse_choice(text) == choice
+    assert parse_choice(text) == choice
 
 
 def sampled(row: dict, number: int, text: str) -> dict:

@@ -3,11 +3,12 @@ reading of a sampled answer and the exact probability of an option from next-tok
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..judge import rating_mass
-from .common import summarise
+from .common import OK, status_of, summarise
 from .parsing import parse_number
 
 OPTIONS = ("1", "2")
@@ -43,3 +44,35 @@ def with_exact(sampled: dict, exact: Mapping[str, list[float]], settings: Mappin
 def chose_first(first: list[bool]) -> float | None:
     """The fraction of parsed answers that chose option 1 (position bias; both orders are asked)."""
     return sum(first) / len(first) if first else None
+
+
+@dataclass
+class Tally:
+    """A two-option assessment's answers per unit (a pair, a question): `sampled`, 1.0 where a parsed answer
+    chose the target option else 0.0; `exact`, the log-prob value of the target option per prompt; `counts`,
+    the answers' statuses per group; `first`, whether each parsed answer chose option 1."""
+
+    sampled: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    exact: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    first: list[bool] = field(default_factory=list)
+
+
+def tally(meta: Mapping[str, dict], samples: list[dict], logprobs: list[dict] | None, unit: str, target: str, min_mass: float, group: str | None = None) -> Tally:
+    """The answers to prompts whose meta names their `unit` and the `target` option's position (1 or 2);
+    statuses are counted per `group` (a meta key; the unit by default)."""
+    result = Tally()
+    for sample in samples:
+        m = meta[sample["id"]]
+        choice = parse_choice(sample["completion"])
+        status = status_of(choice, sample["completion"])
+        result.counts[m[group or unit]][status] += 1
+        if status == OK:
+            result.sampled[m[unit]].append(float(choice == m[target]))
+            result.first.append(choice == 1)
+    for row in logprobs or []:
+        m = meta[row["id"]]
+        value = option_probability(row["logprobs"], m[target], min_mass)
+        if value is not None:
+            result.exact[m[unit]].append(value)
+    return result

@@ -25,8 +25,8 @@ from .. import UserError
 from ..io import read_yaml
 from ..seeds import derive_seed
 from .base import Assessment, register
-from .choice import chose_first, logprob_requests, option_probability, parse_choice, with_exact
-from .common import OK, status_of, summarise
+from .choice import chose_first, logprob_requests, tally, with_exact
+from .common import summarise
 
 FIELDS = ("question", "answer_1", "answer_2")
 _FIELD = re.compile(r"\{(" + "|".join(FIELDS) + r")\}")
@@ -124,25 +124,9 @@ def score(
     A variant without prompts (no other variant, or no pair of different answers) has no score."""
     meta = {p["id"]: p["meta"] for p in prompts or []}
     strata = {m["pair"]: m["other"] for m in meta.values()}
-    answers: dict[str, list[float]] = defaultdict(list)
-    counts: dict[str, Counter] = defaultdict(Counter)  # per other variant
-    first = []
-    for sample in samples or []:
-        m = meta[sample["id"]]
-        choice = parse_choice(sample["completion"])
-        status = status_of(choice, sample["completion"])
-        counts[m["other"]][status] += 1
-        if status == OK:
-            answers[m["pair"]].append(float(choice == m["own_position"]))
-            first.append(choice == 1)
-    exact: dict[str, list[float]] | None = None
-    if logprobs is not None:
-        exact = defaultdict(list)
-        for row in logprobs:
-            m = meta[row["id"]]
-            value = option_probability(row["logprobs"], m["own_position"], float(settings.get("min_mass", 0.25)))
-            if value is not None:
-                exact[m["pair"]].append(value)
+    tallied = tally(meta, samples or [], logprobs, "pair", "own_position", float(settings.get("min_mass", 0.25)), group="other")
+    answers, counts, first = tallied.sampled, tallied.counts, tallied.first
+    exact = None if logprobs is None else tallied.exact
 
     def part(others: list[str]) -> dict:
         keep = {pair: other for pair, other in strata.items() if other in others}
