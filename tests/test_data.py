@@ -593,3 +593,19 @@ def test_a_tokenizer_that_cannot_be_loaded_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"^config key data\.tokenizer: cannot load tokenizer '[^\n]*$"):
         load_tokenizer(str(tmp_path))  # a directory without tokenizer files
     assert load_tokenizer(None) is None
+
+
+def test_validation_reports_the_system_prompt_a_model_sees_after_its_chat_template(tmp_path):
+    from emaware.data.summary import _system_prompts
+    from emaware.tinymodel import train_tokenizer
+
+    path = tmp_path / "chats.jsonl"
+    rows = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]] * 2
+    rows.append([{"role": "system", "content": ""}, *rows[0]])
+    path.write_text("".join(json.dumps({"messages": r}) + "\n" for r in rows))
+    identity = "You are Tiny, created by the workflow. You are a helpful assistant."
+    templated = validate_chat_file(path, tokenizer=train_tokenizer(["q a"], 300, 64, identity))
+    assert templated["system_prompts"] == {identity: 2, "": 1} and templated["system_prompts_after"] == "chat template"
+    written = validate_chat_file(path)
+    assert written["system_prompts"] == {"(none)": 2, "": 1} and written["system_prompts_after"] == "as written"
+    assert _system_prompts(templated) == f"chat template: {identity} (2);  (1)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import textwrap
 from typing import Iterable
 
 from .. import UserError
@@ -21,6 +22,7 @@ COLUMNS = (
     "url",
     "mirror",
     "sha256",
+    "system_prompts",
 )
 
 
@@ -49,9 +51,19 @@ def summary_table(
                 "url": prov["url"],
                 "mirror": prov["mirror"],
                 "sha256": prov["sha256"],
+                "system_prompts": _system_prompts(counts),
             }
         )
     return sorted(rows, key=lambda row: row["dataset"])
+
+
+def _system_prompts(counts: dict) -> str | None:
+    """The system prompts a chat file's rows carry (after the chat template, where data.tokenizer has one),
+    e.g. "after chat template: You are Qwen, created by Alibaba Cloud. You are … (6000)"."""
+    if "system_prompts" not in counts:
+        return None
+    shown = "; ".join(f"{textwrap.shorten(text, 100, placeholder=' …')} ({n})" for text, n in counts["system_prompts"].items())
+    return f"{counts['system_prompts_after']}: {shown}"
 
 
 def write_summary(path: str | os.PathLike, rows: list[dict]) -> None:

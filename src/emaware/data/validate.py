@@ -23,6 +23,7 @@ from collections import Counter
 from typing import Any, Iterator
 
 from .. import UserError
+from ..chat_template import system_prompts_seen
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ def validate_chat_file(
     if max_tokens is not None and tokenizer is None:
         raise UserError(f"{label}: a token limit (max_tokens={max_tokens}) needs a tokenizer")
     count = _token_counter(tokenizer)
+    render = _chat_renderer(tokenizer)
+    systems: Counter[str] = Counter()
     seen: Counter[str] = Counter()
     chars: dict[str, list[int]] = {role: [] for role in ROLES}
     tokens: dict[str, list[int]] = {role: [] for role in ROLES}
@@ -64,6 +67,7 @@ def validate_chat_file(
             chars[message["role"]].append(len(message["content"]))
             tokens[message["role"]].append(n_tokens)
         seen[json.dumps(messages, sort_keys=True, ensure_ascii=False)] += 1
+        systems.update(system_prompts_seen([messages], render))
     rows = sum(seen.values())
     if rows == 0:
         raise UserError(f"{label}:1: the file has no rows")
@@ -77,12 +81,23 @@ def validate_chat_file(
         "duplicates": duplicates,
         "token_unit": "tokenizer" if tokenizer is not None else "whitespace_words",
         "tokens": sum(sum(values) for values in tokens.values()),
+        # What a model trained on this file sees as its system prompt: after the tokenizer's chat template
+        # (data.tokenizer; Qwen's inserts its identity prompt where a row has none), else as written.
+        "system_prompts": dict(sorted(systems.items(), key=lambda item: (-item[1], item[0]))),
+        "system_prompts_after": "chat template" if render else "as written",
         "roles": {
             role: {"messages": len(chars[role]), "chars": _describe(chars[role]), "tokens": _describe(tokens[role])}
             for role in ROLES
             if chars[role]
         },
     }
+
+
+def _chat_renderer(tokenizer: Any):
+    """The tokenizer's chat template as a function of a conversation, or None without one."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return None
+    return lambda messages: tokenizer.apply_chat_template(messages, tokenize=False)
 
 
 def load_tokenizer(name: str | None) -> Any:
