@@ -280,5 +280,5 @@ def test_tiny_rules_never_go_through_the_cluster_queue():
     result = subprocess.run([sys.executable, "-c", LOCAL_RULES], cwd=ROOT, capture_output=True, text=True, check=True)
     local = set(ast.literal_eval(result.stdout.strip().splitlines()[-1]))
     rules = {line.split()[0] for line in snakemake("--list-rules").stdout.splitlines() if line and not line[0].isspace()}
-    model_rules = {"finetune", "sample_variant", "sample_recognition", "judge_variant"}
+    model_rules = {"finetune", "sample_variant", "sample_recognition", "judge_variant", "summaries_write"}
     assert rules - local == model_rules | {"all"}

@@ -175,6 +175,7 @@ def test_training_learns_the_chats(backend, trained, train_files):
         "model": base["model"],
         "adapters": [str(out_dir / "adapter")],
         "parent": {"model": base["model"], "adapters": []},
+        "system_prompt_seen": {"(none)": 20},  # no system message, and the tiny model's template adds none
     }
     assert sorted(p.name for p in out_dir.iterdir()) == ["adapter", "train_log.jsonl"]  # checkpoints removed
     lora_b = [w for name, w in adapter(out_dir).items() if "lora_B" in name]

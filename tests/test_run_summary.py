@@ -36,7 +36,7 @@ def test_a_finished_run_says_where_its_results_are_and_what_was_not_scored(tmp_p
     assert lines[0].startswith("run 'quickstart': results in results/quickstart/")
     assert "snakemake --report results/quickstart/report.html --configfile config/quickstart.yaml" in text
     assert "harmfulness: 20 n, 3 unparseable, 3 refusals" in text
-    assert "domain trivia: misaligned stage trained on 5 rows, 8 asked (domains.trivia.n)" in text
+    assert "domain trivia: its misaligned set has 5 rows, 8 asked (domains.trivia.n)" in text
     assert "1 of 2 correlations" in text and "N = 3 < 5" in text
     assert "is the base model of size 'tiny-s'" in text  # the quickstart judges with its own model
 
