@@ -225,7 +225,7 @@ def summaries_write(
     backend = _job_backend(config, handle["backend"], Variant(size, domain, stage, int(seed)), "writer")
     options = {**sampling, "batch_size": config["sampling"]["batch_size"]}  # batch: speed only
     completions = backend.generate(handle, [r["messages"] for r in rows], options.pop("n"), options)
-    write_jsonl(summaries, ({"id": row["id"], "messages": row["messages"], "completion": texts[0]} for row, texts in zip(rows, completions)))
+    write_jsonl(summaries, ({"id": row["id"], "messages": row["messages"], "completion": replies[0]} for row, replies in zip(rows, completions)))
     log.info("%d summaries of %s", len(rows), articles)
 
 
